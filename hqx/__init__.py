@@ -1,0 +1,1 @@
+"""HelloQuitteX shared package: what every service needs, and nothing service-specific."""

@@ -1,0 +1,127 @@
+"""JetStream topology: streams, the archive bucket and durable consumers, created idempotently.
+
+Every service calls `ensure_topology` at start; the first one creates, the others find the same
+configuration and change nothing (a second `hqx up` against the same servers reuses them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.object_store import ObjectStore
+
+from hqx.settings import ServiceSettings
+from hqx.subjects import ARCHIVE_BUCKET, ARCHIVE_BUCKET_SHARE, STREAMS, ConsumerSpec, StreamSpec
+
+log = logging.getLogger(__name__)
+
+
+async def connect(settings: ServiceSettings, name: str) -> NATS:
+    return await nats.connect(
+        settings.nats_url,
+        name=f"hqx-{name}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+    )
+
+
+def stream_config(spec: StreamSpec, settings: ServiceSettings) -> StreamConfig:
+    return StreamConfig(
+        name=spec.name.value,
+        subjects=list(spec.subjects),
+        retention=RetentionPolicy.WORK_QUEUE if spec.work_queue else RetentionPolicy.LIMITS,
+        # Work queues refuse new messages when full (the publisher sees it), event logs drop
+        # their oldest.
+        discard=DiscardPolicy.NEW if spec.work_queue else DiscardPolicy.OLD,
+        max_age=spec.max_age_s,
+        max_bytes=int(spec.max_bytes_share * settings.jetstream_max_bytes),
+        max_msg_size=spec.max_msg_size,
+        storage=StorageType.MEMORY if settings.stream_storage == "memory" else StorageType.FILE,
+        duplicate_window=min(spec.duplicate_window_s, spec.max_age_s),
+        num_replicas=1,
+    )
+
+
+def consumer_config(spec: ConsumerSpec) -> ConsumerConfig:
+    subjects = list(spec.filter_subjects)
+    return ConsumerConfig(
+        durable_name=spec.durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending,
+        filter_subject=subjects[0] if len(subjects) == 1 else None,
+        filter_subjects=subjects if len(subjects) > 1 else None,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, spec: StreamSpec, settings: ServiceSettings) -> None:
+    cfg = stream_config(spec, settings)
+    try:
+        info = await js.stream_info(spec.name.value)
+    except NotFoundError:
+        await js.add_stream(cfg)
+        log.info("stream created", extra={"stream": spec.name.value})
+        return
+    current = info.config
+    if (
+        sorted(current.subjects or []) != sorted(cfg.subjects or [])
+        or current.max_age != cfg.max_age
+        or current.max_bytes != cfg.max_bytes
+        or current.duplicate_window != cfg.duplicate_window
+    ):
+        cfg.storage = current.storage  # storage cannot change on a live stream
+        await js.update_stream(cfg)
+        log.info("stream updated", extra={"stream": spec.name.value})
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    cfg = consumer_config(spec)
+    try:
+        await js.add_consumer(spec.stream.value, cfg)
+    except BadRequestError:
+        # An older config under the same durable: replace the mutable parts in place.
+        await js.add_consumer(spec.stream.value, cfg)
+
+
+async def archive_store(js: JetStreamContext, settings: ServiceSettings) -> ObjectStore:
+    """The `archives` object store, whose own max age is the 24 h ceiling of ARCHITECTURE §7."""
+    from nats.js.api import ObjectStoreConfig
+
+    try:
+        return await js.object_store(ARCHIVE_BUCKET)
+    except (NotFoundError, BadRequestError):
+        storage = StorageType.MEMORY if settings.stream_storage == "memory" else StorageType.FILE
+        return await js.create_object_store(
+            ARCHIVE_BUCKET,
+            config=ObjectStoreConfig(
+                bucket=ARCHIVE_BUCKET,
+                description="raw X archives, only until unpacked",
+                ttl=settings.archive_max_age_s,
+                max_bytes=int(ARCHIVE_BUCKET_SHARE * settings.jetstream_max_bytes),
+                storage=storage,
+            ),
+        )
+
+
+async def ensure_topology(js: JetStreamContext, settings: ServiceSettings) -> None:
+    """Streams, the archive bucket and every durable consumer of the registry."""
+    from hqx.subjects import CONSUMERS
+
+    for spec in STREAMS:
+        await ensure_stream(js, spec, settings)
+    await archive_store(js, settings)
+    for c in CONSUMERS:
+        await ensure_consumer(js, c)

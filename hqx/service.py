@@ -1,0 +1,227 @@
+"""The runtime every bus service shares: connections, topology, subscribers, health, shutdown.
+
+A service's `app.py` builds a `Service`, registers its consumers with `consume`, and its
+`__main__.py` calls `run_forever`. Handlers get the `Service` as their dependencies (`deps`):
+the JetStream context, the PostgreSQL pool, Redis and `publish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.object_store import ObjectStore
+
+from hqx import bus, db, metrics
+from hqx.consumer import Delivery, Handler, process
+from hqx.health import HealthServer, health_app
+from hqx.messages import Message
+from hqx.settings import ServiceSettings
+from hqx.subjects import ConsumerSpec
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One service process. Stateless apart from its stores: N replicas share each durable."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        *,
+        uses_db: bool = True,
+        uses_redis: bool = True,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.uses_db = uses_db
+        self.uses_redis = uses_redis
+        self.broker = NatsBroker(
+            settings.nats_url,
+            name=f"hqx-{name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            logger=logging.getLogger(f"faststream.{name}"),
+        )
+        self._consumers: list[ConsumerSpec] = []
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._redis: aioredis.Redis | None = None
+        self._archives: ObjectStore | None = None
+        self.health_port: int | None = None
+        self._health: HealthServer | None = None
+
+    # --- resources (available after start) ----------------------------------------------
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "service not started"
+        return self._js
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "service has no database"
+        return self._pool
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "service has no redis"
+        return self._redis
+
+    async def archives(self) -> ObjectStore:
+        if self._archives is None:
+            self._archives = await bus.archive_store(self.js, self.settings)
+        return self._archives
+
+    # --- registration ----------------------------------------------------------------------
+    def consume(
+        self,
+        spec: ConsumerSpec,
+        accepted: tuple[type[Message], ...],
+        handler: Handler,
+        *,
+        concurrency: int = 8,
+    ) -> None:
+        """Bind a durable pull consumer to a handler through the hqx wrapper (manual acks)."""
+        self._consumers.append(spec)
+
+        @self.broker.subscriber(
+            stream=JStream(spec.stream.value, declare=False),
+            durable=spec.durable,
+            pull_sub=PullSub(batch_size=concurrency, timeout=1.0),
+            config=bus.consumer_config(spec),
+            ack_policy=AckPolicy.MANUAL,
+            no_reply=True,
+            title=spec.durable,
+        )
+        async def _on_message(msg: NatsMessage) -> None:
+            await process(self.js, spec, accepted, handler, msg.raw_message, self._failures)
+
+    def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
+        self._on_start.append(fn)
+
+    def on_stop(self, fn: Callable[[], Awaitable[None]]) -> None:
+        self._on_stop.append(fn)
+
+    def background(self, coro_fn: Callable[[], Awaitable[None]]) -> None:
+        """A periodic job (sweeps, lag gauges) started after the consumers, cancelled at stop."""
+        self.on_start(lambda: self._spawn(coro_fn))
+
+    async def _spawn(self, coro_fn: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(coro_fn(), name=f"{self.name}-background"))
+
+    # --- publishing ----------------------------------------------------------------------------
+    async def publish(
+        self, subject: str, message: Message, *, msg_id: str | None = None
+    ) -> PubAck:
+        """Publish a message to JetStream and wait for the stream's ack (at-least-once)."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        return await self.js.publish(subject, message.to_bytes(), headers=headers)
+
+    # --- failure counting for consumers with unbounded redelivery ---------------------------
+    async def _failures(self, spec: ConsumerSpec, delivery: Delivery) -> int:
+        if spec.max_deliver > 0 or self._redis is None:
+            return delivery.num_delivered
+        key = f"hqx:failures:{spec.durable}:{delivery.stream_sequence}"
+        n = int(await self._redis.incr(key))
+        await self._redis.expire(key, 7 * 86400)
+        return n
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.broker.connect()
+        self.nc = self.broker.connection
+        self._js = self.nc.jetstream()
+        await bus.ensure_topology(self._js, self.settings)
+        if self.uses_db:
+            await db.ensure_database(self.settings.database_url)
+            self._pool = await db.connect(self.settings.database_url)
+            await db.migrate(self._pool)
+        if self.uses_redis:
+            self._redis = aioredis.from_url(self.settings.redis_url)
+            await self._redis.ping()
+        await self.broker.start()
+        for fn in self._on_start:
+            await fn()
+        self._tasks.append(asyncio.create_task(self._lag_gauges()))
+        self._health = HealthServer(
+            health_app(self.name, self._checks()),
+            self.settings.health_host,
+            self.settings.health_port,
+        )
+        self.health_port = await self._health.start()
+        log.info("service started", extra={"health_port": self.health_port})
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        if self._health:
+            await self._health.stop()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for fn in self._on_stop:
+            with contextlib.suppress(Exception):
+                await fn()
+        if self._pool:
+            await self._pool.close()
+        if self._redis:
+            await self._redis.aclose()
+        log.info("service stopped")
+
+    async def run_forever(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, then drain and stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+    def _checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        async def nats_ok() -> bool:
+            return bool(self.nc and self.nc.is_connected)
+
+        async def pg_ok() -> bool:
+            return await self.pool.fetchval("select 1") == 1
+
+        async def redis_ok() -> bool:
+            return bool(await self.redis.ping())
+
+        checks: dict[str, Callable[[], Awaitable[bool]]] = {"nats": nats_ok}
+        if self.uses_db:
+            checks["postgres"] = pg_ok
+        if self.uses_redis:
+            checks["redis"] = redis_ok
+        return checks
+
+    async def _lag_gauges(self) -> None:
+        while True:
+            for spec in self._consumers:
+                with contextlib.suppress(Exception):
+                    info = await self.js.consumer_info(spec.stream.value, spec.durable)
+                    metrics.CONSUMER_PENDING.labels(self.name, spec.durable).set(info.num_pending)
+                    metrics.CONSUMER_ACK_PENDING.labels(self.name, spec.durable).set(
+                        info.num_ack_pending
+                    )
+            await asyncio.sleep(5)
