@@ -24,6 +24,8 @@ import pytest
 from hqx import db, embedded
 from hqx.settings import ServiceSettings
 
+pytest_plugins = ["tests.peers.bluesky", "tests.peers.mastodon"]
+
 
 def _reachable(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):

@@ -1,0 +1,1 @@
+"""Fixture for the local Bluesky PDS peer (../shared/peers/bluesky)."""

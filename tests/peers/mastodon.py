@@ -1,0 +1,1 @@
+"""Fixture for the local Mastodon peer (../shared/peers/mastodon)."""
