@@ -1,0 +1,372 @@
+"""Named rate budgets shared by every replica in Redis, spent atomically by one Lua script.
+
+A `Budget` is one named limit of a network (the PDS's `repo-write-hour`, Mastodon's 400 follows
+a day): a window, a number of points, a cost per operation and a head-room fraction left for
+the person's own use. Our cap is `points * (1 - headroom)`.
+
+Two window kinds:
+- `sliding`: a log of spends (Redis sorted set); in ANY interval of `window_s` we spend at most
+  the cap. This is what keeps us inside a server whose own window starts whenever it likes
+  (the PDS's fixed windows start at the first request it sees).
+- `utc_day`-style `aligned`: a fixed window aligned to the epoch (for 24 h: UTC midnight).
+
+`RateLimiter.acquire` spends several budgets at once — all or nothing — and may grant fewer
+units than asked (never fewer than `min_units`), so a batch shrinks to what the budgets allow
+instead of waiting for room for all of it. When nothing can be granted it returns the wait until
+enough points refill: the caller re-delivers later (nak with that delay), it never sleeps.
+
+The server's view wins: `observe` records what `RateLimit-*` headers (or a 429 and its reset)
+say, and until that reset we count at least the server's usage plus what we spent since.
+
+Keys: `hqx:budget:<network>:<account>:<budget>` (+ `:total`, `:server`). Clock: Redis `TIME`,
+so replicas with skewed clocks agree. All keys expire on their own.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+DEFAULT_HEADROOM = 0.10
+PREFIX = "hqx:budget"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One named limit: `points` per `window_s`, an op costs `costs[op]` points."""
+
+    network: str
+    name: str
+    window_s: float
+    points: int
+    costs: Mapping[str, int] = field(default_factory=lambda: {"request": 1})
+    headroom: float = DEFAULT_HEADROOM
+    kind: Literal["sliding", "aligned"] = "sliding"
+
+    @property
+    def cap(self) -> int:
+        """Points we allow ourselves per window: the rest is the person's own head-room."""
+        return math.floor(self.points * (1.0 - self.headroom))
+
+    @property
+    def window_ms(self) -> int:
+        return max(1, round(self.window_s * 1000))
+
+    def key(self, account: str) -> str:
+        return f"{PREFIX}:{self.network}:{account}:{self.name}"
+
+    def per_unit(self, account: str, op: str) -> Charge:
+        """Each granted unit costs `costs[op]` (e.g. one follow record = one create = 3)."""
+        return Charge(self, account, per_unit=self.costs[op])
+
+    def per_call(self, account: str, op: str = "request") -> Charge:
+        """The call costs `costs[op]` whatever the number of units (e.g. one HTTP request)."""
+        return Charge(self, account, fixed=self.costs[op])
+
+    def with_headroom(self, headroom: float) -> Budget:
+        return replace(self, headroom=headroom)
+
+    def scaled(self, factor: float) -> Budget:
+        """The same budget with time compressed (factor 1000: one hour lasts 3.6 s)."""
+        return replace(self, window_s=self.window_s / factor)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one acquire spends on one budget of one account: `fixed + units * per_unit`."""
+
+    budget: Budget
+    account: str
+    per_unit: int = 0
+    fixed: int = 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    """`units` granted (spent), or 0 with `wait_s` until `min_units` would fit."""
+
+    units: int
+    wait_s: float
+    limited_by: str | None = None
+    _spent: tuple[tuple[str, str, str, int], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.wait_s <= 0
+
+
+class BudgetTooSmallError(ValueError):
+    """A request can never fit (its cost exceeds the budget's cap): a caller bug."""
+
+
+# --- the budgets table -------------------------------------------------------------------
+# Bluesky PDS (@atproto/pds rate-limits.ts): per DID, creates cost 3, updates 2, deletes 1.
+_REPO_WRITE_COSTS = {"create": 3, "update": 2, "delete": 1}
+BLUESKY_WRITE_HOUR = Budget("bluesky", "repo-write-hour", 3600, 5000, _REPO_WRITE_COSTS)
+BLUESKY_WRITE_DAY = Budget("bluesky", "repo-write-day", 86400, 35000, _REPO_WRITE_COSTS)
+# Per client IP on the PDS; we key it per PDS host (all our calls to a host share our egress).
+BLUESKY_HOST_REQUESTS = Budget("bluesky", "host-requests", 300, 3000)
+# createSession: 30 / 5 min and 300 / day per identifier (linking only; we never log in per batch).
+BLUESKY_SESSION_5MIN = Budget("bluesky", "create-session-5min", 300, 30, {"login": 1})
+BLUESKY_SESSION_DAY = Budget("bluesky", "create-session-day", 86400, 300, {"login": 1})
+# Mastodon: 400 follows per account per 24 h window (aligned to UTC midnight); 300 requests per
+# 5 min per token; 1,500 per 5 min per user; our own politeness cap per instance.
+MASTODON_FOLLOWS_DAY = Budget("mastodon", "follows-day", 86400, 400, {"follow": 1}, kind="aligned")
+MASTODON_TOKEN_REQUESTS = Budget("mastodon", "token-requests", 300, 300)
+MASTODON_USER_REQUESTS = Budget("mastodon", "user-requests", 300, 1500)
+MASTODON_INSTANCE_REQUESTS = Budget("mastodon", "instance-requests", 300, 3000)
+
+BUDGETS: Mapping[str, Budget] = {
+    f"{b.network}:{b.name}": b
+    for b in (
+        BLUESKY_WRITE_HOUR,
+        BLUESKY_WRITE_DAY,
+        BLUESKY_HOST_REQUESTS,
+        BLUESKY_SESSION_5MIN,
+        BLUESKY_SESSION_DAY,
+        MASTODON_FOLLOWS_DAY,
+        MASTODON_TOKEN_REQUESTS,
+        MASTODON_USER_REQUESTS,
+        MASTODON_INSTANCE_REQUESTS,
+    )
+}
+
+# KEYS: per charge (base, total, server). ARGV: units, min_units, nonce, then per charge
+# (window_ms, cap, per_unit, fixed, kind 0=sliding 1=aligned).
+# Returns {granted, wait_ms, limiting charge index (1-based, 0 = none)}; wait_ms -1: never fits.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local units = tonumber(ARGV[1])
+local min_units = tonumber(ARGV[2])
+local nonce = ARGV[3]
+local n = #KEYS / 3
+local best = units
+local limiting = 0
+local st = {}
+for i = 1, n do
+  local base, totk, srvk = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  local o = 3 + (i - 1) * 5
+  local win, cap = tonumber(ARGV[o+1]), tonumber(ARGV[o+2])
+  local pu, fx, kind = tonumber(ARGV[o+3]), tonumber(ARGV[o+4]), tonumber(ARGV[o+5])
+  local u, w = 0, 0
+  if kind == 0 then
+    local old = redis.call('ZRANGEBYSCORE', base, '-inf', now - win)
+    u = tonumber(redis.call('GET', totk) or '0')
+    if #old > 0 then
+      local s = 0
+      for _, m in ipairs(old) do s = s + tonumber(string.match(m, ':(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', base, '-inf', now - win)
+      u = math.max(0, u - s)
+      redis.call('SET', totk, u, 'PX', win + 1000)
+    end
+  else
+    w = math.floor(now / win)
+    local h = redis.call('HMGET', base, 'w', 'used')
+    if tonumber(h[1]) == w then u = tonumber(h[2]) end
+  end
+  local s = redis.call('HMGET', srvk, 'used', 'extra', 'until')
+  local su, suntil = 0, 0
+  if s[1] and tonumber(s[3]) > now then
+    su = tonumber(s[1]) + tonumber(s[2] or '0')
+    suntil = tonumber(s[3])
+  end
+  local eff = math.max(u, su)
+  st[i] = {base=base, totk=totk, srvk=srvk, win=win, cap=cap, pu=pu, fx=fx, kind=kind,
+           u=u, w=w, su=su, suntil=suntil}
+  local room = cap - eff - fx
+  local k
+  if room < 0 then k = -1 elseif pu == 0 then k = units else k = math.floor(room / pu) end
+  if k < best then best = k; limiting = i end
+end
+if best >= min_units then
+  for i = 1, n do
+    local c = st[i]
+    local cost = c.fx + best * c.pu
+    if cost > 0 then
+      if c.kind == 0 then
+        redis.call('ZADD', c.base, now, nonce .. ':' .. cost)
+        redis.call('PEXPIRE', c.base, c.win + 1000)
+        redis.call('SET', c.totk, c.u + cost, 'PX', c.win + 1000)
+      else
+        redis.call('HSET', c.base, 'w', c.w, 'used', c.u + cost)
+        redis.call('PEXPIREAT', c.base, (c.w + 1) * c.win + 1000)
+      end
+      if c.suntil > now then redis.call('HINCRBY', c.srvk, 'extra', cost) end
+    end
+  end
+  return {best, 0, limiting}
+end
+local wait, worst = 0, 0
+for i = 1, n do
+  local c = st[i]
+  local need = c.fx + min_units * c.pu
+  if need > c.cap then return {0, -1, i} end
+  local wi = 0
+  if c.su + need > c.cap then wi = c.suntil - now end
+  if c.u + need > c.cap then
+    if c.kind == 0 then
+      local entries = redis.call('ZRANGE', c.base, 0, -1, 'WITHSCORES')
+      local left = c.u
+      for j = 1, #entries, 2 do
+        left = left - tonumber(string.match(entries[j], ':(%d+)$'))
+        if left + need <= c.cap then
+          wi = math.max(wi, tonumber(entries[j+1]) + c.win - now + 1)
+          break
+        end
+      end
+    else
+      wi = math.max(wi, (c.w + 1) * c.win - now)
+    end
+  end
+  if wi > wait then wait = wi; worst = i end
+end
+return {0, math.max(wait, 1), worst}
+"""
+
+# KEYS: base, total, server of one budget. ARGV: used (server's, in our points), until_ms.
+_OBSERVE = """
+redis.call('HSET', KEYS[3], 'used', ARGV[1], 'extra', 0, 'until', ARGV[2])
+redis.call('PEXPIREAT', KEYS[3], tonumber(ARGV[2]) + 1000)
+return 1
+"""
+
+# KEYS: base, total per spent entry. ARGV: member, cost, kind per entry.
+_REFUND = """
+for i = 1, #KEYS / 2 do
+  local base, totk = KEYS[2*i-1], KEYS[2*i]
+  local member, cost, kind = ARGV[3*i-2], tonumber(ARGV[3*i-1]), ARGV[3*i]
+  if kind == '0' then
+    if redis.call('ZREM', base, member) == 1 then
+      local u = tonumber(redis.call('GET', totk) or '0')
+      redis.call('SET', totk, math.max(0, u - cost), 'KEEPTTL')
+    end
+  elseif redis.call('EXISTS', base) == 1 then
+    local u = tonumber(redis.call('HGET', base, 'used') or '0')
+    redis.call('HSET', base, 'used', math.max(0, u - cost))
+  end
+end
+return 1
+"""
+
+
+class RateLimiter:
+    """Spends budgets in Redis. Cheap to build; share one per process."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._observe = redis.register_script(_OBSERVE)
+        self._refund = redis.register_script(_REFUND)
+
+    async def acquire(
+        self, charges: Sequence[Charge], units: int = 1, min_units: int | None = None
+    ) -> Grant:
+        """Spend `charges` for between `min_units` (default: all) and `units` units, atomically.
+
+        Granted: `Grant(units=k, wait_s=0)`. Not granted: nothing is spent and `wait_s` says
+        when `min_units` would fit. Raises `BudgetTooSmallError` if it never can.
+        """
+        lo = units if min_units is None else min_units
+        if not 0 <= lo <= units:
+            raise ValueError("need 0 <= min_units <= units")
+        keys: list[str] = []
+        argv: list[str | int] = [units, lo, uuid.uuid4().hex]
+        for c in charges:
+            base = c.budget.key(c.account)
+            keys += [base, f"{base}:total", f"{base}:server"]
+            kind = 0 if c.budget.kind == "sliding" else 1
+            argv += [c.budget.window_ms, c.budget.cap, c.per_unit, c.fixed, kind]
+        granted, wait_ms, idx = (int(x) for x in await self._acquire(keys=keys, args=argv))
+        name = charges[idx - 1].budget.name if idx else None
+        if wait_ms < 0:
+            raise BudgetTooSmallError(f"{lo} units never fit budget {name}")
+        if wait_ms > 0:
+            return Grant(0, wait_ms / 1000.0, name)
+        spent = tuple(
+            (
+                c.budget.key(c.account),
+                "0" if c.budget.kind == "sliding" else "1",
+                argv[2],
+                c.fixed + granted * c.per_unit,
+            )
+            for c in charges
+            if c.fixed + granted * c.per_unit > 0
+        )
+        return Grant(granted, 0.0, name, spent)  # type: ignore[arg-type]
+
+    async def refund(self, grant: Grant) -> None:
+        """Give back what a grant spent (the call it paid for never reached the server).
+
+        NOTE: an aligned budget is refunded in its current window (off by one call at most
+        across a window boundary).
+        """
+        if not grant._spent:
+            return
+        keys: list[str] = []
+        argv: list[str | int] = []
+        for base, kind, nonce, cost in grant._spent:
+            keys += [base, f"{base}:total"]
+            argv += [f"{nonce}:{cost}", cost, kind]
+        await self._refund(keys=keys, args=argv)
+
+    async def observe(
+        self,
+        budget: Budget,
+        account: str,
+        *,
+        limit: int,
+        remaining: int,
+        reset_at: float,
+    ) -> None:
+        """Adopt the server's view until `reset_at` (epoch seconds): `RateLimit-*` or a 429.
+
+        The server's used share is mapped onto our points; until the reset we count at least
+        that plus whatever we spend meanwhile.
+        """
+        if limit <= 0:
+            return
+        used = math.ceil(budget.points * (1.0 - max(0, min(remaining, limit)) / limit))
+        base = budget.key(account)
+        await self._observe(
+            keys=[base, f"{base}:total", f"{base}:server"], args=[used, int(reset_at * 1000)]
+        )
+
+    async def used(self, budget: Budget, account: str) -> int:
+        """Points our log counts in the current window (diagnostics and tests)."""
+        base = budget.key(account)
+        if budget.kind == "aligned":
+            return int(await self._redis.hget(base, "used") or 0)
+        return int(await self._redis.get(f"{base}:total") or 0)
+
+
+def parse_headers(headers: Mapping[str, str]) -> tuple[int, int, float] | None:
+    """(limit, remaining, reset epoch s) from `RateLimit-*` headers (any case), if present."""
+    h = {k.lower(): v for k, v in headers.items()}
+    try:
+        return (
+            int(h["ratelimit-limit"]),
+            int(h["ratelimit-remaining"]),
+            float(h["ratelimit-reset"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def policy_window(headers: Mapping[str, str]) -> float | None:
+    """The window in seconds of `RateLimit-Policy: <points>;w=<seconds>`, if present."""
+    h = {k.lower(): v for k, v in headers.items()}
+    pol = h.get("ratelimit-policy", "")
+    for part in pol.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        if k == "w":
+            try:
+                return float(v)
+            except ValueError:
+                return None
+    return None

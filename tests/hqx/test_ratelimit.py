@@ -1,0 +1,163 @@
+"""Rate budgets against a real Redis: caps, head-room, atomic multi-budget spends, server views."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from hqx import ratelimit
+from hqx.ratelimit import Budget, BudgetTooSmallError, RateLimiter
+from tests.eventually import eventually
+
+
+@pytest.fixture
+async def limiter(redis_url: str):
+    r = aioredis.from_url(redis_url)
+    yield RateLimiter(r)
+    await r.aclose()
+
+
+async def granted(limiter: RateLimiter, charges, units: int = 1) -> bool:
+    return (await limiter.acquire(charges, units=units)).ok
+
+
+def acct() -> str:
+    return f"did:plc:{uuid.uuid4().hex[:24]}"
+
+
+HOUR = ratelimit.BLUESKY_WRITE_HOUR
+DAY = ratelimit.BLUESKY_WRITE_DAY
+
+
+async def test_cap_leaves_headroom_and_says_how_long_to_wait(limiter: RateLimiter) -> None:
+    a = acct()
+    charges = [HOUR.per_unit(a, "create"), DAY.per_unit(a, "create")]
+    g = await limiter.acquire(charges, units=200, min_units=1)
+    assert (g.units, g.ok) == (200, True)
+    total = 200
+    while (g := await limiter.acquire(charges, units=200, min_units=1)).ok:
+        total += g.units
+    # 5000 points, 10 % head-room, 3 points a create -> 1500 creates an hour.
+    assert total == HOUR.cap // 3 == 1500
+    assert g.units == 0 and g.limited_by == "repo-write-hour"
+    assert 3590 < g.wait_s <= 3601
+    assert await limiter.used(HOUR, a) == await limiter.used(DAY, a) == 4500
+
+
+async def test_spending_several_budgets_is_all_or_nothing(limiter: RateLimiter) -> None:
+    a, host = acct(), f"pds-{uuid.uuid4().hex[:6]}"
+    small = Budget("bluesky", "tiny", 60, 10, {"request": 1}, headroom=0.0)
+    assert (await limiter.acquire([small.per_call(host)] * 1, units=0)).ok
+    for _ in range(9):
+        assert (await limiter.acquire([small.per_call(host)], units=0)).ok
+    g = await limiter.acquire([HOUR.per_unit(a, "create"), small.per_call(host)], units=5)
+    assert not g.ok and g.limited_by == "tiny"
+    assert await limiter.used(HOUR, a) == 0  # nothing spent on the budget that had room
+
+
+async def test_partial_grant_never_below_min_units(limiter: RateLimiter) -> None:
+    a = acct()
+    b = Budget("bluesky", "b10", 60, 30, {"create": 3}, headroom=0.0)  # 10 creates
+    assert (await limiter.acquire([b.per_unit(a, "create")], units=7)).units == 7
+    g = await limiter.acquire([b.per_unit(a, "create")], units=7, min_units=4)
+    assert not g.ok and g.wait_s > 50  # 3 left, 4 asked at least
+    g = await limiter.acquire([b.per_unit(a, "create")], units=7, min_units=1)
+    assert (g.ok, g.units) == (True, 3)
+
+
+async def test_sliding_window_refills_after_window(limiter: RateLimiter) -> None:
+    a = acct()
+    b = Budget("bluesky", "fast", 0.4, 10, {"create": 1}, headroom=0.0)
+    assert (await limiter.acquire([b.per_unit(a, "create")], units=10)).ok
+    g = await limiter.acquire([b.per_unit(a, "create")], units=1)
+    assert not g.ok and 0 < g.wait_s <= 0.41
+    started = time.monotonic()
+    await eventually(
+        lambda: granted(limiter, [b.per_unit(a, "create")], 10), timeout=3, interval=0.05
+    )
+    assert time.monotonic() - started >= g.wait_s - 0.05
+
+
+async def test_concurrent_spenders_never_exceed_the_cap(limiter: RateLimiter) -> None:
+    accounts = [acct() for _ in range(3)]
+    host = f"pds-{uuid.uuid4().hex[:6]}"
+    hostb = ratelimit.BLUESKY_HOST_REQUESTS  # 2700 requests with head-room
+
+    async def spender(i: int) -> int:
+        a = accounts[i % 3]
+        got = 0
+        for _ in range(30):
+            g = await limiter.acquire(
+                [HOUR.per_unit(a, "create"), DAY.per_unit(a, "create"), hostb.per_call(host)],
+                units=1 + i % 17,
+                min_units=1,
+            )
+            got += g.units
+        return got
+
+    per = await asyncio.gather(*(spender(i) for i in range(60)))
+    by_account = [sum(per[i] for i in range(60) if i % 3 == k) for k in range(3)]
+    assert by_account == [1500, 1500, 1500]  # every account filled exactly to its cap
+    assert await limiter.used(hostb, host) <= hostb.cap
+
+
+async def test_429_reset_blocks_until_the_servers_reset(limiter: RateLimiter) -> None:
+    a = acct()
+    reset = time.time() + 1.0
+    await limiter.observe(HOUR, a, limit=5000, remaining=0, reset_at=reset)
+    g = await limiter.acquire([HOUR.per_unit(a, "create")], units=1)
+    assert not g.ok and 0.5 < g.wait_s <= 1.05
+    await eventually(lambda: granted(limiter, [HOUR.per_unit(a, "create")]), timeout=3)
+    assert time.time() >= reset - 0.01
+
+
+async def test_headers_override_our_estimate_and_count_our_spends(limiter: RateLimiter) -> None:
+    a = acct()
+    # The server says 4000 of 5000 are used (the person's own activity): 500 left under our cap.
+    await limiter.observe(HOUR, a, limit=5000, remaining=1000, reset_at=time.time() + 60)
+    g = await limiter.acquire([HOUR.per_unit(a, "create")], units=400, min_units=1)
+    assert g.units == 166  # 500 // 3
+    assert not (await limiter.acquire([HOUR.per_unit(a, "create")])).ok
+
+
+async def test_aligned_window_waits_until_utc_midnight(limiter: RateLimiter) -> None:
+    a = f"alice@{uuid.uuid4().hex[:6]}.example"
+    b = ratelimit.MASTODON_FOLLOWS_DAY
+    assert (await limiter.acquire([b.per_unit(a, "follow")], units=b.cap)).ok
+    g = await limiter.acquire([b.per_unit(a, "follow")])
+    now = time.time()
+    assert not g.ok
+    assert g.wait_s == pytest.approx(86400 - now % 86400, abs=2)
+
+
+async def test_refund_gives_points_back(limiter: RateLimiter) -> None:
+    a = acct()
+    g = await limiter.acquire([HOUR.per_unit(a, "create"), DAY.per_unit(a, "create")], units=100)
+    assert await limiter.used(HOUR, a) == 300
+    await limiter.refund(g)
+    assert await limiter.used(HOUR, a) == await limiter.used(DAY, a) == 0
+
+
+async def test_accounts_are_independent_and_impossible_asks_raise(limiter: RateLimiter) -> None:
+    a, b = acct(), acct()
+    assert (await limiter.acquire([HOUR.per_unit(a, "create")], units=1500)).ok
+    assert not (await limiter.acquire([HOUR.per_unit(a, "create")])).ok
+    assert (await limiter.acquire([HOUR.per_unit(b, "create")], units=200)).ok
+    with pytest.raises(BudgetTooSmallError):
+        await limiter.acquire([HOUR.per_unit(b, "create")], units=1501)
+
+
+def test_header_parsing() -> None:
+    h = {
+        "RateLimit-Limit": "5000",
+        "ratelimit-remaining": "12",
+        "RateLimit-Reset": "1700000000",
+        "RateLimit-Policy": "5000;w=3600",
+    }
+    assert ratelimit.parse_headers(h) == (5000, 12, 1700000000.0)
+    assert ratelimit.policy_window(h) == 3600.0
+    assert ratelimit.parse_headers({"ratelimit-limit": "x"}) is None
