@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from hqx import metrics
+from hqx import metrics, telemetry
 from hqx.errors import InvalidMessageError, Reason
 from hqx.messages import DeadLetter, Message, parse
 from hqx.outcomes import Done, Outcome, RetryLater, Skipped
@@ -119,8 +119,10 @@ async def process(
         await msg.term()
         return _count(spec, "dead_lettered", started)
     try:
-        outcome = await handler(message, delivery)
-    except Exception as e:  # noqa: BLE001 - every failure ends in a retry or a dead letter
+        with telemetry.consume_span(spec.service, spec.durable, msg.subject, msg.headers) as span:
+            outcome = await handler(message, delivery)
+            span.set_attribute(telemetry.OUTCOME_ATTR, type(outcome).__name__)
+    except Exception as e:
         attempts = await failures(spec, delivery) if failures else meta.num_delivered
         limit = spec.max_deliver if spec.max_deliver > 0 else len(spec.backoff_s) + 1
         if attempts >= limit:
@@ -131,8 +133,13 @@ async def process(
         delay = backoff_delay(spec, attempts)
         log.warning(
             "handler failed, will retry",
-            extra={"subject": msg.subject, "attempt": attempts, "delay_s": delay,
-                   "error_class": type(e).__name__, "error": str(e)[:300]},
+            extra={
+                "subject": msg.subject,
+                "attempt": attempts,
+                "delay_s": delay,
+                "error_class": type(e).__name__,
+                "error": str(e)[:300],
+            },
         )
         await msg.nak(delay=delay)
         return _count(spec, "failed", started)

@@ -77,9 +77,7 @@ async def ensure_database(database_url: str) -> None:
 async def is_erased(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> bool:
     """True once a user was erased: late messages must not recreate anything of theirs."""
     return bool(
-        await conn.fetchval(
-            "select 1 from erased_users where user_hash = $1", user_hash(user_id)
-        )
+        await conn.fetchval("select 1 from erased_users where user_hash = $1", user_hash(user_id))
     )
 
 

@@ -72,7 +72,7 @@ class Embedded:
 def start_nats(data_dir: Path, port: int | None = None, log: Path | None = None) -> Embedded:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    out = open(log or data_dir / "nats.log", "ab")  # noqa: SIM115 - owned by the child
+    out = open(log or data_dir / "nats.log", "ab")
     proc = subprocess.Popen(
         [_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
         stdout=out,
@@ -88,9 +88,19 @@ def start_redis(data_dir: Path, port: int | None = None) -> Embedded:
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
-            _bin("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
-            "--save", "", "--appendonly", "no", "--dir", str(data_dir),
-            "--logfile", str(data_dir / "redis.log"),
+            _bin("redis-server"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+            "--logfile",
+            str(data_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.object_store import ObjectStore
 
-from hqx import bus, db, metrics
+from hqx import bus, db, metrics, telemetry
 from hqx.consumer import Delivery, Handler, process
 from hqx.health import HealthServer, health_app
 from hqx.messages import Message
@@ -127,12 +127,11 @@ class Service:
         self._tasks.append(asyncio.create_task(coro_fn(), name=f"{self.name}-background"))
 
     # --- publishing ----------------------------------------------------------------------------
-    async def publish(
-        self, subject: str, message: Message, *, msg_id: str | None = None
-    ) -> PubAck:
+    async def publish(self, subject: str, message: Message, *, msg_id: str | None = None) -> PubAck:
         """Publish a message to JetStream and wait for the stream's ack (at-least-once)."""
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        return await self.js.publish(subject, message.to_bytes(), headers=headers)
+        with telemetry.publish_span(self.name, subject):
+            headers = telemetry.inject({"Nats-Msg-Id": msg_id} if msg_id else None)
+            return await self.js.publish(subject, message.to_bytes(), headers=headers or None)
 
     # --- failure counting for consumers with unbounded redelivery ---------------------------
     async def _failures(self, spec: ConsumerSpec, delivery: Delivery) -> int:

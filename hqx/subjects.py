@@ -7,6 +7,7 @@ user id as their last token, so one user's messages can be found and purged by s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -41,6 +42,7 @@ def _s(*tokens: str) -> str:
 
 
 # --- builders: one per subject family (user id last) -------------------------------------
+
 
 def archive_uploaded(user_id: str) -> str:
     return _s("archive", "uploaded", check_user_id(user_id))
@@ -114,12 +116,18 @@ def user_filters(user_id: str) -> tuple[str, ...]:
     return (_s("*", "*", u), _s("*", "*", "*", u))
 
 
+def any_user(builder: Callable[..., str], *args: str) -> str:
+    """The filter matching a subject family for every user: `any_user(graph_ingested)`."""
+    return builder(*args, "_").rsplit(".", 1)[0] + ".*"
+
+
 def user_id_of(subject: str) -> str:
     """The user id of a subject built above (its last token)."""
     return subject.rsplit(".", 1)[-1]
 
 
 # --- streams -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -181,6 +189,7 @@ STREAM_BY_NAME = {s.name: s for s in STREAMS}
 
 
 # --- durable consumers: the registry a newcomer reads to see who consumes what ----------
+
 
 @dataclass(frozen=True)
 class ConsumerSpec:

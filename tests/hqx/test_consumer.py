@@ -69,10 +69,14 @@ async def test_valid_message_reaches_handler_exactly_once(service: Service, user
     ("payload", "reason"),
     [
         (b"{not json", "bad_json"),
-        (json.dumps({"schema": "hqx.archive.uploaded/v9", "user_id": "x"}).encode(),
-         "unknown_schema"),
-        (json.dumps({"schema": "hqx.archive.uploaded/v1", "user_id": "USER"}).encode(),
-         "schema_invalid"),
+        (
+            json.dumps({"schema": "hqx.archive.uploaded/v9", "user_id": "x"}).encode(),
+            "unknown_schema",
+        ),
+        (
+            json.dumps({"schema": "hqx.archive.uploaded/v1", "user_id": "USER"}).encode(),
+            "schema_invalid",
+        ),
     ],
 )
 async def test_malformed_message_is_dead_lettered_and_consumer_goes_on(
