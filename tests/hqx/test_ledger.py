@@ -1,0 +1,76 @@
+"""The follow ledger against real PostgreSQL: idempotent plans and outcomes, cancellation."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from hqx import ledger
+from hqx.messages import FollowResult, FollowState, FollowTarget
+
+
+def target(x: int) -> FollowTarget:
+    return FollowTarget(x_account_id=str(x), account=f"did:plc:t{x}")
+
+
+async def make_user(pool: asyncpg.Pool, user_id: str) -> None:
+    await pool.execute("insert into users (id) values ($1)", user_id)
+
+
+async def test_plan_is_idempotent_and_never_replans_final_rows(
+    pool: asyncpg.Pool, user_id: str
+) -> None:
+    await make_user(pool, user_id)
+    assert await ledger.plan(pool, user_id, "bluesky", [target(1), target(2)]) == 2
+    assert await ledger.plan(pool, user_id, "bluesky", [target(1), target(2)]) == 0
+    done = FollowResult(x_account_id="1", account="did:plc:t1", state=FollowState.DONE)
+    assert await ledger.record(pool, user_id, "bluesky", [done]) == 1
+    assert await ledger.record(pool, user_id, "bluesky", [done]) == 0  # redelivery
+    late_fail = FollowResult(
+        x_account_id="1", account="did:plc:t1", state=FollowState.FAILED, reason="x"
+    )
+    assert await ledger.record(pool, user_id, "bluesky", [late_fail]) == 0  # done is final
+    assert await ledger.plan(pool, user_id, "bluesky", [target(1), target(3)]) == 1
+    assert await ledger.counts(pool, user_id) == {"bluesky": {"done": 1, "planned": 2}}
+    assert [t.x_account_id for t in await ledger.pending(pool, user_id, "bluesky")] == ["2", "3"]
+    kept = await ledger.still_planned(pool, user_id, "bluesky", [target(1), target(2)])
+    assert kept == [target(2)]
+
+
+async def test_record_never_creates_rows(pool: asyncpg.Pool, user_id: str) -> None:
+    await make_user(pool, user_id)
+    r = FollowResult(x_account_id="9", account="did:plc:t9", state=FollowState.DONE)
+    assert await ledger.record(pool, user_id, "bluesky", [r]) == 0
+    assert await ledger.counts(pool, user_id) == {}
+
+
+async def test_known_network_follows_are_recorded_as_already_following(
+    pool: asyncpg.Pool, user_id: str
+) -> None:
+    await make_user(pool, user_id)
+    await ledger.plan(pool, user_id, "mastodon", [target(1)])
+    assert await ledger.note_network_follows(pool, user_id, "mastodon", ["did:plc:t1"]) == 1
+    await ledger.note_network_follows(pool, user_id, "mastodon", ["did:plc:t2"])
+    await ledger.plan(pool, user_id, "mastodon", [target(2), target(3)])
+    rows = await pool.fetch(
+        "select target_x_id, state, reason from follow_ledger where user_id = $1"
+        " order by target_x_id",
+        user_id,
+    )
+    assert [tuple(r) for r in rows] == [
+        (1, "done", "already_following"),
+        (2, "done", "already_following"),
+        (3, "planned", None),
+    ]
+
+
+async def test_cancel_planned_by_origin(pool: asyncpg.Pool, user_id: str) -> None:
+    await make_user(pool, user_id)
+    await ledger.plan(pool, user_id, "bluesky", [target(1)])
+    await ledger.plan(pool, user_id, "bluesky", [target(2)], origin="reverse")
+    await ledger.plan(pool, user_id, "mastodon", [target(2)], origin="reverse")
+    assert await ledger.cancel_planned(pool, user_id, "bluesky", origin="reverse") == 1
+    assert await ledger.counts(pool, user_id) == {
+        "bluesky": {"planned": 1},
+        "mastodon": {"planned": 1},
+    }
+    assert await ledger.cancel_planned(pool, user_id) == 2
