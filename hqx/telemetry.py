@@ -1,0 +1,164 @@
+"""OpenTelemetry: SDK set up from the standard `OTEL_*` variables, W3C context in NATS headers.
+
+Tracing is off unless `OTEL_TRACES_EXPORTER` (other than `none`) or an OTLP endpoint
+(`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, or
+`OTEL_SDK_DISABLED=true` turns it off. Even when off, `inject`/`extract` still carry an upstream
+`traceparent` through a service, so a trace survives a hop that does not record.
+
+One upload is one trace: `Service.publish` opens a PRODUCER span and injects its context into the
+message headers; the consumer wrapper extracts it and runs the handler inside a CONSUMER span, so
+whatever the handler publishes is a child of the message it handles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("hqx")
+
+# Span attribute naming the hqx service that made the span (one process can run several in tests;
+# in a cluster the resource's `service.name` says the same).
+SERVICE_ATTR = "hqx.service"
+OUTCOME_ATTR = "hqx.outcome"
+
+
+def enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the standard variables ask for traces to be exported."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def setup(service: str, environ: Mapping[str, str] | None = None) -> Any | None:
+    """Install a TracerProvider exporting as the `OTEL_*` variables say; None when tracing is off.
+
+    The OTLP exporter reads its own variables (endpoint, headers, timeout, protocol http/protobuf);
+    `OTEL_TRACES_EXPORTER` may list `otlp` and/or `console`. Sampling follows
+    `OTEL_TRACES_SAMPLER` (the SDK default: parent-based, always on).
+    """
+    env = os.environ if environ is None else environ
+    if not enabled(env):
+        return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    resource = Resource.create(
+        {
+            "service.name": env.get("OTEL_SERVICE_NAME") or f"hqx-{service.replace('_', '-')}",
+            "service.namespace": "hqx",
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    names = [n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if n.strip()]
+    for name in names:
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        else:
+            log.warning("unknown traces exporter ignored", extra={"exporter": name})
+    trace.set_tracer_provider(provider)
+    log.info("tracing on", extra={"exporters": ",".join(names)})
+    return provider
+
+
+def shutdown() -> None:
+    """Flush spans still buffered (call at process exit)."""
+    provider = trace.get_tracer_provider()
+    flush = getattr(provider, "shutdown", None)
+    if flush is not None:
+        with contextlib.suppress(Exception):
+            flush()
+
+
+# --- context in NATS headers -------------------------------------------------------------------
+
+
+def inject(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`headers` plus the current W3C trace context (`traceparent`, `tracestate`)."""
+    carrier = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract(headers: Mapping[str, str] | None) -> Context:
+    """The trace context a message carried (an empty context when it carried none)."""
+    return propagate.extract(dict(headers or {}))
+
+
+def _subject_name(subject: str) -> str:
+    # NOTE: the last token is the user id: keep it out of span names (they are aggregated).
+    return subject.rsplit(".", 1)[0] if subject.count(".") >= 3 else subject
+
+
+@contextlib.contextmanager
+def publish_span(service: str, subject: str) -> Iterator[Span]:
+    """PRODUCER span around one publish; inject inside it so consumers become its children."""
+    name = _subject_name(subject)
+    with _tracer.start_as_current_span(
+        f"{name} publish",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            SERVICE_ATTR: service,
+            "messaging.system": "nats",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": name,
+        },
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def consume_span(
+    service: str, durable: str, subject: str, headers: Mapping[str, str] | None
+) -> Iterator[Span]:
+    """CONSUMER span around one handler call, child of the publisher's span."""
+    with _tracer.start_as_current_span(
+        f"{durable} process",
+        context=extract(headers),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            SERVICE_ATTR: service,
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": _subject_name(subject),
+            "messaging.consumer.group.name": durable,
+        },
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def client_span(service: str, name: str, **attributes: str | int | bool) -> Iterator[Span]:
+    """CLIENT span around one network call (PDS `applyWrites`, Mastodon follow, ...)."""
+    with _tracer.start_as_current_span(
+        name, kind=SpanKind.CLIENT, attributes={SERVICE_ATTR: service, **attributes}
+    ) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def server_span(service: str, name: str, **attributes: str | int | bool) -> Iterator[Span]:
+    """SERVER span for an incoming request (the gateway's routes), a trace's usual root."""
+    with _tracer.start_as_current_span(
+        name, kind=SpanKind.SERVER, attributes={SERVICE_ATTR: service, **attributes}
+    ) as span:
+        yield span

@@ -1,0 +1,204 @@
+"""Tracing: the OTEL_* switch, W3C context in NATS headers, one upload = one trace everywhere.
+
+The chain runs real `Service`s on a real JetStream with each service's real consumer spec; the
+handlers are small stand-ins that publish what the real service publishes next (gateway →
+ingest → matcher → bluesky/mastodon adapters → matcher → purger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from hqx import subjects, telemetry
+from hqx.consumer import Delivery
+from hqx.messages import (
+    ArchiveUnpacked,
+    ArchiveUploaded,
+    DataPurged,
+    FollowDone,
+    FollowRequested,
+    FollowResult,
+    FollowState,
+    FollowTarget,
+    GraphIngested,
+    MigrationCompleted,
+)
+from hqx.outcomes import Done, Outcome
+from hqx.service import Service
+from hqx.settings import ServiceSettings
+from hqx.subjects import Network
+from tests.eventually import eventually
+
+X_ID = "1234567890123456789"
+TARGET = FollowTarget(x_account_id="42", account="did:plc:abcdefghijklmnop")
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """An in-memory exporter on the process's (one and only) SDK tracer provider."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    mem = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(mem))
+    yield mem
+    mem.shutdown()
+
+
+def spec(service: str) -> subjects.ConsumerSpec:
+    return subjects.CONSUMERS_BY_SERVICE[service][0]
+
+
+@pytest.fixture
+async def chain(settings: ServiceSettings) -> AsyncIterator[dict[str, Service]]:
+    svcs = {
+        n: Service(n, settings, uses_db=False, uses_redis=False)
+        for n in ("gateway", *subjects.CONSUMERS_BY_SERVICE)
+    }
+    done_networks: set[Network] = set()
+
+    async def ingest(msg: ArchiveUploaded, _: Delivery) -> Outcome:
+        u = msg.user_id
+        await svcs["ingest"].publish(
+            subjects.graph_ingested(u),
+            GraphIngested(
+                user_id=u,
+                owner_x_account_id=X_ID,
+                following_count=1,
+                follower_count=0,
+                graph_version=1,
+            ),
+        )
+        await svcs["ingest"].publish(
+            subjects.archive_unpacked(u), ArchiveUnpacked(user_id=u, object_name=msg.object_name)
+        )
+        return Done()
+
+    async def matcher(msg: GraphIngested | FollowDone, _: Delivery) -> Outcome:
+        if isinstance(msg, GraphIngested):
+            for net in Network:
+                cmd = FollowRequested(user_id=msg.user_id, network=net, targets=(TARGET,))
+                await svcs["matcher"].publish(
+                    subjects.follow_requested(net, msg.user_id), cmd, msg_id=cmd.msg_id()
+                )
+        else:
+            done_networks.add(msg.network)
+            if done_networks == set(Network):
+                await svcs["matcher"].publish(
+                    subjects.migration_completed(msg.user_id),
+                    MigrationCompleted(user_id=msg.user_id),
+                )
+        return Done()
+
+    def adapter(name: str):
+        async def handle(msg: FollowRequested, _: Delivery) -> Outcome:
+            with telemetry.client_span(name, "applyWrites", network=msg.network.value):
+                pass  # the network call of the real adapter
+            result = FollowResult(
+                x_account_id=TARGET.x_account_id, account=TARGET.account, state=FollowState.DONE
+            )
+            await svcs[name].publish(
+                subjects.follow_done(msg.network, msg.user_id),
+                FollowDone(user_id=msg.user_id, network=msg.network, results=(result,)),
+            )
+            return Done()
+
+        return handle
+
+    async def purger(msg: ArchiveUnpacked | MigrationCompleted, _: Delivery) -> Outcome:
+        trigger = "archive_unpacked" if isinstance(msg, ArchiveUnpacked) else "migration_completed"
+        await svcs["purger"].publish(
+            subjects.data_purged(msg.user_id),
+            DataPurged(user_id=msg.user_id, kinds={"graph_edges": 1}, trigger=trigger),
+        )
+        return Done()
+
+    svcs["ingest"].consume(spec("ingest"), (ArchiveUploaded,), ingest)
+    svcs["matcher"].consume(spec("matcher"), (GraphIngested, FollowDone), matcher)
+    svcs["bluesky_adapter"].consume(
+        spec("bluesky_adapter"), (FollowRequested,), adapter("bluesky_adapter")
+    )
+    svcs["mastodon_adapter"].consume(
+        spec("mastodon_adapter"), (FollowRequested,), adapter("mastodon_adapter")
+    )
+    svcs["purger"].consume(spec("purger"), (ArchiveUnpacked, MigrationCompleted), purger)
+    for s in svcs.values():
+        await s.start()
+    yield svcs
+    for s in svcs.values():
+        await s.stop()
+
+
+async def test_one_upload_is_one_trace_through_every_service(
+    chain: dict[str, Service], exporter: InMemorySpanExporter, user_id: str
+) -> None:
+    exporter.clear()
+    with telemetry.server_span("gateway", "POST /api/uploads") as root:
+        await chain["gateway"].publish(
+            subjects.archive_uploaded(user_id),
+            ArchiveUploaded(user_id=user_id, object_name="a.zip", size=1),
+        )
+    trace_id = root.get_span_context().trace_id
+
+    def purge_spans() -> list:
+        return [
+            s
+            for s in exporter.get_finished_spans()
+            if s.kind == SpanKind.PRODUCER and s.attributes.get(telemetry.SERVICE_ATTR) == "purger"
+        ]
+
+    await eventually(lambda: len(purge_spans()) == 2, timeout=30)
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+    assert len({s.context.trace_id for s in purge_spans()}) == 1
+    assert purge_spans()[0].context.trace_id == trace_id
+    services = {s.attributes[telemetry.SERVICE_ATTR] for s in spans}
+    assert services == set(subjects.SERVICES)
+    consumers = {
+        s.attributes["messaging.consumer.group.name"] for s in spans if s.kind == SpanKind.CONSUMER
+    }
+    assert consumers == {c.durable for c in subjects.CONSUMERS}
+    # Every consumer span's parent is a producer span of the same trace; no user id in names.
+    by_id = {s.context.span_id: s for s in spans}
+    for s in spans:
+        assert user_id not in s.name
+        if s.kind == SpanKind.CONSUMER:
+            assert by_id[s.parent.span_id].kind == SpanKind.PRODUCER
+            assert s.attributes[telemetry.OUTCOME_ATTR] == "Done"
+    assert {s.name for s in spans if s.kind == SpanKind.CLIENT} == {"applyWrites"}
+
+
+def test_context_survives_a_hop_that_does_not_record() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    ctx = telemetry.extract({"traceparent": parent})
+    token = context.attach(ctx)
+    try:
+        headers = telemetry.inject({"Nats-Msg-Id": "m1"})
+    finally:
+        context.detach(token)
+    assert headers["Nats-Msg-Id"] == "m1"
+    assert headers["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+
+
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}, False),
+    ],
+)
+def test_tracing_is_off_unless_the_standard_variables_ask(env: dict[str, str], on: bool) -> None:
+    assert telemetry.enabled(env) is on
+    if not on:
+        assert telemetry.setup("ingest", env) is None
