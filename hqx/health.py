@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -49,13 +50,20 @@ def health_app(service: str, checks: dict[str, Check]) -> Starlette:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the service owns SIGTERM/SIGINT (drain, then stop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class HealthServer:
     """uvicorn on the service's health port, in the service's own event loop."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -119,11 +119,11 @@ class Service:
     def on_stop(self, fn: Callable[[], Awaitable[None]]) -> None:
         self._on_stop.append(fn)
 
-    def background(self, coro_fn: Callable[[], Awaitable[None]]) -> None:
+    def background(self, coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A periodic job (sweeps, lag gauges) started after the consumers, cancelled at stop."""
         self.on_start(lambda: self._spawn(coro_fn))
 
-    async def _spawn(self, coro_fn: Callable[[], Awaitable[None]]) -> None:
+    async def _spawn(self, coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._tasks.append(asyncio.create_task(coro_fn(), name=f"{self.name}-background"))
 
     # --- publishing ----------------------------------------------------------------------------

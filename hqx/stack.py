@@ -77,7 +77,7 @@ class Stack:
         root = Path(__file__).resolve().parent.parent
         for name in names:
             if not (root / "services" / name / "__main__.py").exists():
-                log.warning("service missing, not started", extra={"svc": name})
+                log.warning("service %s has no entry point yet, not started", name)
                 continue
             port = embedded.free_port()
             env = {**os.environ, **self.env, "HQX_HEALTH_PORT": str(port)}
@@ -117,7 +117,7 @@ class Stack:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
-                log.warning("service did not stop in time, killed", extra={"svc": name})
+                log.warning("service %s did not stop in time, killed", name)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
         self.services.clear()
