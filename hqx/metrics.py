@@ -97,10 +97,6 @@ ARCHIVES_PROCESSED = Counter(
 )
 
 # --- purges (purger) ------------------------------------------------------------------------------
-# Purges run, by trigger (archive_unpacked/migration_completed/user_erase/sweep).
-PURGES = Counter("hqx_purges_total", "Purges run", ["trigger"])
-# Items deleted by purges, by kind (graph_edges, tokens, archives, stream_messages...) and trigger.
-PURGED_ITEMS = Counter("hqx_purged_items_total", "Items deleted by purges", ["kind", "trigger"])
 # Age of the oldest raw archive still stored (seconds); over 24 h breaks the retention promise.
 ARCHIVE_OLDEST_AGE_SECONDS = Gauge(
     "hqx_archive_oldest_age_seconds", "Age of the oldest stored raw archive"
