@@ -1,0 +1,336 @@
+"""The only module that imports Mastodon.py: calls to an instance, errors mapped to ours.
+
+Every call is blocking (requests) and runs in a worker thread (`asyncio.to_thread`). Each
+`AccountClient` owns its `requests.Session` with `trust_env = False`: `REQUESTS_CA_BUNDLE` /
+`CURL_CA_BUNDLE` in the environment would otherwise override `verify`, and `.netrc` could
+inject credentials. Mastodon.py runs with `ratelimit_method="throw"`: it never sleeps; a 429
+becomes `RateLimitedError` carrying the reset parsed from `X-RateLimit-Reset` by our own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from mastodon import (
+    Mastodon,
+    MastodonAPIError,
+    MastodonNetworkError,
+    MastodonNotFoundError,
+    MastodonRatelimitError,
+    MastodonServerError,
+    MastodonUnauthorizedError,
+)
+
+from hqx.errors import HqxError, Reason
+
+SCOPES = ["read", "write", "follow"]
+APP_NAME = "HelloQuitteX"
+APP_WEBSITE = "https://helloquittex.com"
+TIMEOUT_S = 20.0
+
+
+# --- errors: what the handler and the gateway see ----------------------------------------
+
+
+class MastodonCallError(HqxError):
+    """A call to an instance failed in a way the caller maps to an outcome (see `code`)."""
+
+    http_status = 502
+
+
+class RateLimitedError(MastodonCallError):
+    code = Reason.RATE_LIMITED
+
+    def __init__(self, reset_at: float | None, message: str = "") -> None:
+        super().__init__(message=message)
+        self.reset_at = reset_at
+
+
+class FollowCapError(MastodonCallError):
+    """422 on follow: FollowLimitValidator (7,500 then 1.1 x followers)."""
+
+    code = Reason.FOLLOW_CAP
+
+
+class UnavailableError(MastodonCallError):
+    """Network error, timeout or 5xx: retry later with backoff."""
+
+    code = Reason.NETWORK_UNAVAILABLE
+
+
+class UnauthorizedError(MastodonCallError):
+    """401: the token was revoked or expired; the account is paused until the person relinks."""
+
+    code = Reason.SESSION_REVOKED
+
+
+class TargetError(MastodonCallError):
+    """The target cannot be followed (404 gone, 403 blocked/moved, suspended)."""
+
+
+def parse_reset(value: str | None, now: float | None = None) -> float | None:
+    """`X-RateLimit-Reset` as epoch seconds: ISO 8601 (Mastodon) or epoch seconds (others)."""
+    if not value:
+        return None
+    v = value.strip()
+    try:
+        n = float(v)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    # NOTE: some servers send seconds-until-reset instead of a timestamp.
+    return n if n > 1e9 else (now if now is not None else time.time()) + n
+
+
+def _session(verify: bool | str) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = verify
+    s.headers["User-Agent"] = f"{APP_NAME} (+{APP_WEBSITE})"
+    return s
+
+
+# --- per-account calls (the follow path) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    id: str
+    acct: str
+    locked: bool
+    suspended: bool
+    moved: bool
+
+
+@dataclass(frozen=True)
+class Relationship:
+    following: bool
+    requested: bool
+
+
+class AccountClient:
+    """One account's token on one instance. Calls are serialized by the caller (one batch)."""
+
+    def __init__(self, base_url: str, token: str, *, verify: bool | str = True) -> None:
+        self.base_url = base_url
+        self._session = _session(verify)
+        self.last_headers: dict[str, str] = {}
+        self._session.hooks["response"].append(self._remember)
+        self._api = Mastodon(
+            access_token=token,
+            api_base_url=base_url,
+            ratelimit_method="throw",
+            session=self._session,
+            version_check_mode="none",
+            request_timeout=TIMEOUT_S,
+        )
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.last_headers = dict(response.headers)
+
+    def close(self) -> None:
+        self._session.close()
+
+    async def resolve(self, acct: str, own_domain: str) -> Resolved | None:
+        """`/api/v2/search?resolve=true` for `user@host`; match on `acct`, never on a URL."""
+        res = await self._call(
+            lambda: self._api.search_v2(acct, resolve=True, result_type="accounts", limit=5)
+        )
+        want = acct.lower().lstrip("@")
+        for a in res.get("accounts") or []:
+            got = str(a["acct"]).lower()
+            if "@" not in got:
+                got = f"{got}@{own_domain.lower()}"
+            if got == want:
+                return Resolved(
+                    id=str(a["id"]),
+                    acct=got,
+                    locked=bool(a.get("locked")),
+                    suspended=bool(a.get("suspended")),
+                    moved=bool(a.get("moved")),
+                )
+        return None
+
+    async def follow(self, account_id: str) -> Relationship:
+        try:
+            rel = await self._call(lambda: self._api.account_follow(account_id))
+        except MastodonCallError:
+            raise
+        return Relationship(bool(rel.get("following")), bool(rel.get("requested")))
+
+    async def verify_credentials(self) -> dict[str, Any]:
+        return dict(await self._call(self._api.account_verify_credentials))
+
+    async def _call(self, fn: Any) -> Any:
+        return await asyncio.to_thread(self._map_errors, fn)
+
+    def _map_errors(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except MastodonRatelimitError as e:
+            reset = parse_reset(self.last_headers.get("X-RateLimit-Reset"))
+            raise RateLimitedError(reset, "429 from the instance") from e
+        except MastodonUnauthorizedError as e:
+            raise UnauthorizedError(message="token refused (401)") from e
+        except MastodonNotFoundError as e:
+            raise TargetError(Reason.TARGET_NOT_FOUND, "404") from e
+        except (MastodonNetworkError, MastodonServerError) as e:
+            raise UnavailableError(message=str(e)[:200]) from e
+        except MastodonAPIError as e:
+            status = e.args[1] if len(e.args) > 1 else None
+            if status == 422:
+                raise FollowCapError(message=str(e.args[-1])[:200]) from e
+            if status in (403, 410):
+                raise TargetError(Reason.BLOCKED if status == 403 else Reason.TARGET_DELETED) from e
+            if status == 429:
+                reset = parse_reset(self.last_headers.get("X-RateLimit-Reset"))
+                raise RateLimitedError(reset) from e
+            raise
+
+
+# --- linking calls (app registration, OAuth) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    software: str  # mastodon | pleroma | akkoma | gotosocial | unknown
+    version: str
+    domain: str  # what local accounts' handles end with
+    pkce: bool
+    authorize_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(verifier, S256 challenge) per RFC 7636."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class InstanceClient:
+    """App-level calls to one instance (no user token): detection, registration, OAuth."""
+
+    def __init__(self, base_url: str, *, verify: bool | str = True) -> None:
+        self.base_url = base_url
+        self._session = _session(verify)
+
+    def close(self) -> None:
+        self._session.close()
+
+    async def get_json(self, path_or_url: str) -> Any | None:
+        """GET -> JSON, or None for 404/410/non-JSON; UnavailableError when the host is down."""
+        return await asyncio.to_thread(self._get_json, path_or_url)
+
+    def _get_json(self, path_or_url: str) -> Any | None:
+        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        try:
+            r = self._session.get(url, timeout=TIMEOUT_S, headers={"Accept": "application/json"})
+        except requests.RequestException as e:
+            raise UnavailableError(Reason.INSTANCE_UNREACHABLE, str(e)[:200]) from e
+        if r.status_code >= 500:
+            raise UnavailableError(Reason.INSTANCE_UNREACHABLE, f"HTTP {r.status_code}")
+        if r.status_code != 200:
+            return None
+        try:
+            return r.json()
+        except ValueError:
+            return None
+
+    async def register_app(self, redirect_uri: str) -> tuple[str, str]:
+        def call() -> tuple[str, str]:
+            try:
+                cid, secret = Mastodon.create_app(
+                    APP_NAME,
+                    scopes=SCOPES,
+                    redirect_uris=redirect_uri,
+                    website=APP_WEBSITE,
+                    api_base_url=self.base_url,
+                    session=self._session,
+                    request_timeout=TIMEOUT_S,
+                )
+            except MastodonNetworkError as e:
+                raise UnavailableError(Reason.INSTANCE_UNREACHABLE, str(e)[:200]) from e
+            except (KeyError, TypeError, ValueError) as e:
+                # NOTE: create_app reads the JSON without checking the status: an error body
+                # (403/422 "registrations closed", rate limits) has no client_id.
+                raise MastodonCallError(Reason.REGISTRATION_CLOSED) from e
+            return str(cid), str(secret)
+
+        return await asyncio.to_thread(call)
+
+    def authorize_url(
+        self, info: ServerInfo, client_id: str, redirect_uri: str, state: str, challenge: str | None
+    ) -> str:
+        params = {
+            "client_id": client_id,
+            "response_type": "code",
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(SCOPES),
+            "state": state,
+        }
+        if challenge:
+            params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        return f"{info.authorize_endpoint}?{urlencode(params)}"
+
+    async def exchange_code(
+        self,
+        info: ServerInfo,
+        client_id: str,
+        client_secret: str,
+        code: str,
+        redirect_uri: str,
+        verifier: str | None,
+    ) -> str:
+        """POST the token endpoint (Mastodon.py's `log_in` cannot send a PKCE verifier)."""
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "scope": " ".join(SCOPES),
+        }
+        if verifier:
+            data["code_verifier"] = verifier
+
+        def call() -> str:
+            try:
+                r = self._session.post(info.token_endpoint, data=data, timeout=TIMEOUT_S)
+            except requests.RequestException as e:
+                raise UnavailableError(Reason.INSTANCE_UNREACHABLE, str(e)[:200]) from e
+            if r.status_code >= 500:
+                raise UnavailableError(Reason.INSTANCE_UNREACHABLE, f"HTTP {r.status_code}")
+            body = (
+                r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            )
+            if r.status_code != 200 or "access_token" not in body:
+                raise MastodonCallError(Reason.INVALID_CREDENTIALS, "the code was refused")
+            return str(body["access_token"])
+
+        return await asyncio.to_thread(call)
+
+    async def revoke(
+        self, info: ServerInfo, client_id: str, client_secret: str, token: str
+    ) -> None:
+        data = {"client_id": client_id, "client_secret": client_secret, "token": token}
+
+        def call() -> None:
+            try:
+                self._session.post(info.revocation_endpoint, data=data, timeout=TIMEOUT_S)
+            except requests.RequestException as e:
+                raise UnavailableError(Reason.INSTANCE_UNREACHABLE, str(e)[:200]) from e
+
+        await asyncio.to_thread(call)

@@ -1,0 +1,35 @@
+"""Settings of the Mastodon adapter (env prefix `HQX_MASTODON_ADAPTER_`)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from hqx.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HQX_MASTODON_ADAPTER_", extra="ignore")
+
+    # Where instances send the person back after OAuth (the gateway's callback route).
+    redirect_uri: str = "http://127.0.0.1:8000/oauth/mastodon/callback"
+    # Tests and development only: accept localhost / private addresses, served over http.
+    allow_local_instances: bool = False
+    # CA bundle for instances with a private CA (tests with a TLS peer); default: system CAs.
+    ca_bundle: str | None = None
+    oauth_state_ttl_s: int = 600
+    server_info_ttl_s: int = 3600
+    # Share of every Mastodon limit left to the person's own use of their account.
+    headroom: float = 0.10
+    # Time compression for tests and benchmarks: every limit window is divided by it.
+    time_compression: float = 1.0
+    resolve_cache_ttl_s: int = 7 * 86400
+    resolve_miss_ttl_s: int = 3600
+    # A handler stops making calls after this long and re-delivers the rest (ack_wait is 120 s).
+    batch_time_limit_s: float = 60.0
+    # Back-off when an instance answers 5xx or not at all.
+    unavailable_retry_s: float = 30.0
+    concurrency: int = 8
+
+    @property
+    def verify(self) -> bool | str:
+        return self.ca_bundle or True
