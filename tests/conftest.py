@@ -55,41 +55,47 @@ def _db_url(base: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-async def _create_db(base: str, name: str, template: str | None = None) -> str:
-    url = _db_url(base, name)
+async def _create_db(base: str, name: str) -> str:
     conn = await asyncpg.connect(_db_url(base, "postgres"))
     try:
-        tmpl = f' template "{template}"' if template else ""
-        await conn.execute(f'create database "{name}"{tmpl}')
+        await conn.execute(f'create database "{name}"')
     finally:
         await conn.close()
+    return _db_url(base, name)
+
+
+async def _drop_db(base: str, name: str) -> None:
+    conn = await asyncpg.connect(_db_url(base, "postgres"))
+    try:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await conn.close()
+
+
+async def _migrated_db(base: str, name: str) -> str:
+    url = await _create_db(base, name)
+    pool = await db.connect(url)
+    try:
+        await db.migrate(pool)
+    finally:
+        await pool.close()
     return url
 
 
 @pytest.fixture(scope="session")
-def database_url(pg_server: str) -> str:
+def database_url(pg_server: str) -> Iterator[str]:
     """A migrated database shared by the session (unique user ids keep tests apart)."""
     name = f"hqx_test_{uuid.uuid4().hex[:10]}"
-
-    async def setup() -> str:
-        url = await _create_db(pg_server, name)
-        pool = await db.connect(url)
-        await db.migrate(pool)
-        await pool.close()
-        return url
-
-    return asyncio.run(setup())
+    yield asyncio.run(_migrated_db(pg_server, name))
+    asyncio.run(_drop_db(pg_server, name))
 
 
 @pytest.fixture
-async def fresh_database_url(pg_server: str, database_url: str) -> str:
+async def fresh_database_url(pg_server: str) -> AsyncIterator[str]:
     """A database of this test's own, migrated (for tests that scan or count whole tables)."""
     name = f"hqx_t_{uuid.uuid4().hex[:12]}"
-    url = await _create_db(pg_server, name)
-    pool = await db.connect(url)
-    await db.migrate(pool)
-    await pool.close()
-    return url
+    yield await _migrated_db(pg_server, name)
+    await _drop_db(pg_server, name)
 
 
 @pytest.fixture
