@@ -181,5 +181,8 @@ def up(data_dir: Path, fresh: bool = False, only: tuple[str, ...] = SERVICES) ->
     except KeyboardInterrupt:
         print("stopping...", flush=True)
         return 0
+    except (RuntimeError, TimeoutError, OSError) as e:
+        print(f"hqx up failed: {e}", file=sys.stderr, flush=True)
+        return 1
     finally:
         stack.stop()
