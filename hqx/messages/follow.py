@@ -24,10 +24,15 @@ class FollowRequested(Message):
     schema_: Literal["hqx.follow.requested/v1"] = Field("hqx.follow.requested/v1", alias="schema")
     network: Network
     targets: tuple[FollowTarget, ...] = Field(min_length=1, max_length=200)
+    # Plan generation (set by the matcher): the same targets planned again after a cancellation
+    # (unlink + relink, consent off + on) are a new command, not a duplicate of the old one.
+    plan: str | None = Field(None, max_length=64)
 
     def msg_id(self) -> str:
         """Content-derived Nats-Msg-Id: re-planning the same batch is dropped by JetStream."""
         h = hashlib.sha256(f"{self.user_id}|{self.network}".encode())
+        if self.plan is not None:
+            h.update(b"|plan:" + self.plan.encode())
         for t in sorted(self.targets, key=lambda t: t.account):
             h.update(b"|" + t.account.encode())
         return f"follow-{h.hexdigest()[:40]}"
