@@ -31,6 +31,32 @@ CONSUMER_ACK_PENDING = Gauge(
 )
 # Readiness of each dependency (1 up, 0 down).
 DEPENDENCY_UP = Gauge("hqx_dependency_up", "Dependency reachable", ["service", "dependency"])
+# Data deleted by the purger, by trigger (archive_unpacked, migration_completed, user_erase,
+# sweep) and kind (a table, raw_archive, redis_keys, stream_messages...). `sweep` rising means
+# a normal path (ingest, the follow projection) stopped deleting on time.
+DATA_PURGED = Counter(
+    "hqx_data_purged_total", "Items of personal data deleted", ["trigger", "kind"]
+)
+# Migrations the follow-ledger projection declared complete (nothing planned on any network).
+MIGRATIONS_COMPLETED = Counter("hqx_migrations_completed_total", "Migrations completed")
+
+# --- matcher -------------------------------------------------------------------------------
+# Identities entering / leaving the directory, by network and change (entered, updated, left).
+DIRECTORY_CHANGES = Counter(
+    "hqx_directory_changes_total", "Directory entries changed", ["network", "change"]
+)
+# Conflicting claims on an X id already in the directory (impersonation attempts): audit them.
+DIRECTORY_QUARANTINED = Counter(
+    "hqx_directory_quarantined_total", "Directory claims quarantined", ["network", "reason"]
+)
+# Follows planned in the ledger, by origin (forward: own match; reverse: late joiner).
+FOLLOWS_PLANNED = Counter(
+    "hqx_follows_planned_total", "Follows planned", ["network", "origin"]
+)
+# follow.requested batches published to the adapters.
+FOLLOW_BATCHES_PUBLISHED = Counter(
+    "hqx_follow_batches_published_total", "Follow batches published", ["network"]
+)
 
 # --- follows (adapters) ---------------------------------------------------------------
 # Follows created on a network (a locked account's follow request counts too): the exodus-day
@@ -116,3 +142,6 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 # Open live-progress (SSE) streams.
 SSE_STREAMS_OPEN = Gauge("hqx_sse_streams_open", "Open progress streams")
+# Gateway business events (account_created, x_proven, upload_received, upload_refused,
+# account_linked, consent_changed, erase_requested...), detail = low-cardinality kind or reason.
+GATEWAY_EVENTS = Counter("hqx_gateway_events_total", "Gateway business events", ["event", "detail"])

@@ -264,6 +264,8 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
             _s("archive", "rejected", "*"),
             _s("migration", "completed", "*"),
             _s("user", "erase", "*"),
+            # NOTE: the purger projects the follow ledger: nothing planned left -> completed.
+            _s("follow", "done", "*", "*"),
         ),
     ),
 )
