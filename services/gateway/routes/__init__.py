@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource, assembled in `services.gateway.app`."""

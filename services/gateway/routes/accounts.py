@@ -1,0 +1,143 @@
+"""Linking network accounts (Bluesky app password, Mastodon OAuth) and unlinking them.
+
+The adapters' linking code checks the credentials and stores the encrypted tokens; the gateway
+then announces the link on the bus (tokens never travel on it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field, SecretStr
+
+from hqx import subjects
+from hqx.crypto import TokenCipher
+from hqx.errors import HqxError, Reason
+from hqx.messages import IdentityLinked, IdentityUnlinked
+from hqx.subjects import Network
+from services.gateway import events
+from services.gateway.deps import CurrentUser, MaybeUser, SettingsDep, SvcDep
+from services.gateway.errors import ApiError
+
+router = APIRouter(tags=["accounts"])
+
+
+class BlueskyIn(BaseModel):
+    identifier: str = Field(min_length=3, max_length=253, description="handle, DID or e-mail")
+    app_password: SecretStr = Field(min_length=1, max_length=100)
+    pds_url: str | None = Field(None, max_length=300, description="empty: the default PDS")
+
+
+class MastodonIn(BaseModel):
+    instance: str = Field(min_length=3, max_length=300)
+
+
+class LinkedOut(BaseModel):
+    network: Network
+    account: str
+    handle: str | None = None
+
+
+class AuthorizeOut(BaseModel):
+    authorize_url: str
+
+
+def _module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        raise ApiError(Reason.NETWORK_UNAVAILABLE, "linking is not available yet", 503) from e
+
+
+async def announce_link(svc: SvcDep, user: str, network: Network) -> LinkedOut:
+    row = await svc.pool.fetchrow(
+        "select account, handle, instance from identities where user_id = $1 and network = $2",
+        user,
+        network.value,
+    )
+    if row is None:
+        raise ApiError(Reason.NOT_LINKED, "the account could not be linked", 409)
+    await svc.publish(
+        subjects.identity_linked(user),
+        IdentityLinked(
+            user_id=user,
+            network=network,
+            account=row["account"],
+            handle=row["handle"],
+            instance=row["instance"],
+        ),
+    )
+    events.account_linked(network.value)
+    return LinkedOut(network=network, account=row["account"], handle=row["handle"])
+
+
+@router.post("/api/accounts/bluesky", response_model=LinkedOut, status_code=201)
+async def link_bluesky(
+    body: BlueskyIn, user: CurrentUser, svc: SvcDep, settings: SettingsDep
+) -> LinkedOut:
+    linking = _module("services.bluesky_adapter.linking")
+    await linking.link_app_password(
+        svc.pool,
+        TokenCipher(settings.token_keys),
+        user,
+        body.identifier.strip(),
+        body.app_password.get_secret_value(),
+        (body.pds_url or "").strip() or settings.default_pds_url,
+    )
+    return await announce_link(svc, user, Network.BLUESKY)
+
+
+@router.post("/api/accounts/mastodon", response_model=AuthorizeOut)
+async def start_mastodon(
+    body: MastodonIn, user: CurrentUser, svc: SvcDep, settings: SettingsDep
+) -> AuthorizeOut:
+    """Where to send the browser to authorize us on the person's instance."""
+    linking = _module("services.mastodon_adapter.linking")
+    redirect_uri = settings.public_url.rstrip("/") + "/auth/mastodon/callback"
+    url = await linking.start_link(
+        svc.pool, svc.redis, TokenCipher(settings.token_keys), user, body.instance, redirect_uri
+    )
+    return AuthorizeOut(authorize_url=str(url))
+
+
+@router.get("/auth/mastodon/callback", include_in_schema=False)
+async def mastodon_callback(
+    request: Request,
+    svc: SvcDep,
+    settings: SettingsDep,
+    user: MaybeUser,
+    code: str = "",
+    state: str = "",
+    error: str = "",
+) -> Response:
+    if user is None:
+        return RedirectResponse("/?error=not_authenticated", status_code=303)
+    if error or not code:
+        return RedirectResponse("/?error=user_denied", status_code=303)
+    linking = _module("services.mastodon_adapter.linking")
+    try:
+        await linking.finish_link(
+            svc.pool, svc.redis, TokenCipher(settings.token_keys), user, code, state
+        )
+        await announce_link(svc, user, Network.MASTODON)
+    except HqxError as e:
+        return RedirectResponse(f"/?error={e.code.value}", status_code=303)
+    return RedirectResponse("/?linked=mastodon", status_code=303)
+
+
+@router.delete("/api/accounts/{network}", status_code=204)
+async def unlink(network: Network, user: CurrentUser, svc: SvcDep) -> Response:
+    """Forget the account and its tokens; the directory entry goes with it (matcher)."""
+    status = await svc.pool.execute(
+        "delete from identities where user_id = $1 and network = $2", user, network.value
+    )
+    if status.endswith(" 0"):
+        raise ApiError(Reason.NOT_LINKED, "no such linked account", 404)
+    await svc.publish(
+        subjects.identity_unlinked(user), IdentityUnlinked(user_id=user, network=network)
+    )
+    events.account_unlinked(network.value)
+    return Response(status_code=204)
