@@ -50,6 +50,11 @@ class Reason(StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     INVALID_TARGET = "invalid_target"
     NOT_LINKED = "not_linked"
+    # --- directory / matching (matcher) -------------------------------------------------
+    X_NOT_PROVEN = "x_not_proven"
+    DIRECTORY_CONFLICT = "directory_conflict"
+    UNKNOWN_USER = "unknown_user"
+    STALE_EVENT = "stale_event"
     # --- linking ---------------------------------------------------------------------------
     INSTANCE_UNREACHABLE = "instance_unreachable"
     NOT_MASTODON = "not_mastodon"

@@ -42,24 +42,40 @@ async def plan(
     *,
     origin: Origin = "forward",
 ) -> int:
-    """Insert `planned` rows for new targets; returns how many rows were created."""
+    """Insert `planned` rows for new targets of one owner; returns how many rows were created."""
+    return await plan_pairs(conn, network, [user_id] * len(targets), targets, origin=origin)
+
+
+async def plan_pairs(
+    conn: Conn,
+    network: Network | str,
+    owners: Sequence[str],
+    targets: Sequence[FollowTarget],
+    *,
+    origin: Origin = "forward",
+) -> int:
+    """Insert `planned` rows for (owner, target) pairs, zipped; returns how many were created.
+
+    One statement for many owners (a late joiner followed by thousands of people).
+    """
     if not targets:
         return 0
+    assert len(owners) == len(targets)
     xs, accounts = _ids(targets)
     status = await conn.execute(
         """
         insert into follow_ledger (user_id, network, target_x_id, target, state, reason, origin)
-        select $1, $2, t.x, t.account,
+        select t.owner, $1, t.x, t.account,
                case when nf.account is null then 'planned' else 'done' end,
                case when nf.account is null then null else $5 end,
                $6
-          from unnest($3::bigint[], $4::text[]) as t(x, account)
+          from unnest($2::text[], $3::bigint[], $4::text[]) as t(owner, x, account)
           left join network_follows nf
-            on nf.user_id = $1 and nf.network = $2 and nf.account = t.account
+            on nf.user_id = t.owner and nf.network = $1 and nf.account = t.account
         on conflict (user_id, network, target_x_id) do nothing
         """,
-        user_id,
         str(Network(network)),
+        list(owners),
         xs,
         accounts,
         Reason.ALREADY_FOLLOWING.value,

@@ -35,3 +35,14 @@ end $$;
 
 create trigger directory_entry_gone after delete on directory
     for each row execute function directory_entry_gone();
+
+-- Users whose match stats changed: the matcher publishes one `match.found` per user per sweep
+-- (coalesces a burst of follow.done / late joiners into one notification).
+create table match_stats_dirty (
+    user_id  text primary key references users (id) on delete cascade,
+    since    timestamptz not null default now()
+);
+
+-- When each network's automatic-reconnection consent was last set: an older consent.changed
+-- redelivered late never undoes a newer choice. {"bluesky": "2026-...", ...}
+alter table users add column auto_reconnect_at jsonb not null default '{}';

@@ -1,0 +1,134 @@
+"""Planned ledger rows -> follow.requested batches, each row sent once.
+
+Rows are claimed (`batch_id` set to the batch's content-derived msg id) and published in the same
+transaction: a crash before the commit leaves them unclaimed for the next dispatch or the sweep,
+and a crash after the publish but before the commit re-sends the same content, which JetStream's
+duplicate window drops (same Nats-Msg-Id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from itertools import groupby
+
+import asyncpg
+
+from hqx import subjects
+from hqx.messages import FollowRequested, FollowTarget, Message
+from hqx.subjects import Network
+
+Publish = Callable[[str, Message, str], Awaitable[object]]
+
+# Owners claimed per transaction, and publishes in flight at once.
+OWNERS_PER_TX = 500
+IN_FLIGHT = 256
+
+
+def batches(targets: Sequence[FollowTarget], size: int) -> list[tuple[FollowTarget, ...]]:
+    """Split one owner's targets (in a stable order) into batches of at most `size`."""
+    if size < 1:
+        raise ValueError("batch size must be positive")
+    return [tuple(targets[i : i + size]) for i in range(0, len(targets), size)]
+
+
+def requests(
+    user_id: str,
+    network: Network,
+    targets: Sequence[FollowTarget],
+    size: int,
+    plan: str | None = None,
+) -> list[FollowRequested]:
+    """One owner's follow commands; `plan` (the rows' plan generation) enters the msg id."""
+    return [
+        FollowRequested(user_id=user_id, network=network, targets=b, plan=plan)
+        for b in batches(targets, min(size, 200))
+    ]
+
+
+async def dispatch(
+    pool: asyncpg.Pool,
+    publish: Publish,
+    network: Network,
+    owners: Iterable[str],
+    size: int,
+) -> int:
+    """Publish every unsent planned row of these owners on `network`; returns messages sent."""
+    todo = sorted(set(owners))
+    sent = 0
+    for i in range(0, len(todo), OWNERS_PER_TX):
+        sent += await _dispatch_some(pool, publish, network, todo[i : i + OWNERS_PER_TX], size)
+    return sent
+
+
+async def _dispatch_some(
+    pool: asyncpg.Pool, publish: Publish, network: Network, owners: list[str], size: int
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """
+            select user_id, target_x_id, target, planned_at from follow_ledger
+             where network = $1 and user_id = any($2::text[])
+               and state = 'planned' and batch_id is null
+             order by user_id, target_x_id
+               for update skip locked
+            """,
+            network.value,
+            owners,
+        )
+        if not rows:
+            return 0
+        msgs: list[FollowRequested] = []
+        for owner, group in groupby(rows, key=lambda r: r["user_id"]):
+            rs = list(group)
+            targets = [FollowTarget(x_account_id=str(r[1]), account=r[2]) for r in rs]
+            # NOTE: rows re-planned after a cancellation have a newer planned_at: a new plan
+            # generation, so JetStream does not drop their batch as a duplicate of the old one.
+            plan = str(int(max(r["planned_at"] for r in rs).timestamp() * 1_000_000))
+            msgs.extend(requests(owner, network, targets, size, plan))
+        claim_owner, claim_x, claim_id = [], [], []
+        for m in msgs:
+            mid = m.msg_id()
+            for t in m.targets:
+                claim_owner.append(m.user_id)
+                claim_x.append(int(t.x_account_id))
+                claim_id.append(mid)
+        await conn.execute(
+            """
+            update follow_ledger f set batch_id = c.id, updated_at = now()
+              from unnest($2::text[], $3::bigint[], $4::text[]) as c(owner, x, id)
+             where f.user_id = c.owner and f.network = $1 and f.target_x_id = c.x
+            """,
+            network.value,
+            claim_owner,
+            claim_x,
+            claim_id,
+        )
+        for j in range(0, len(msgs), IN_FLIGHT):
+            await asyncio.gather(
+                *(
+                    publish(subjects.follow_requested(network, m.user_id), m, m.msg_id())
+                    for m in msgs[j : j + IN_FLIGHT]
+                )
+            )
+    return len(msgs)
+
+
+async def unsent(
+    pool: asyncpg.Pool, older_than_s: float, limit: int = 1000
+) -> dict[Network, set[str]]:
+    """Owners with planned rows never sent (a crash between planning and dispatch)."""
+    rows = await pool.fetch(
+        """
+        select distinct network, user_id from follow_ledger
+         where state = 'planned' and batch_id is null
+           and planned_at < now() - make_interval(secs => $1)
+         limit $2
+        """,
+        older_than_s,
+        limit,
+    )
+    out: dict[Network, set[str]] = {}
+    for r in rows:
+        out.setdefault(Network(r["network"]), set()).add(r["user_id"])
+    return out

@@ -1,0 +1,23 @@
+"""Matcher settings (env prefix HQX_MATCHER_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from hqx.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HQX_MATCHER_", extra="ignore")
+
+    # Targets per follow.requested message. Bluesky's applyWrites takes <= 200 writes; a Mastodon
+    # follow is one resolve + one follow call (300 requests / 5 min per token): 40 keeps a batch
+    # within one budget window, so an adapter never holds one message for long.
+    bluesky_batch: int = 200
+    mastodon_batch: int = 40
+    # Messages handled at once per replica.
+    concurrency: int = 8
+    # Sweeps: planned rows never dispatched (crash between plan and publish), and dirty stats.
+    sweep_interval_s: float = 1.0
+    undispatched_after_s: float = 30.0
+    stats_per_sweep: int = 200

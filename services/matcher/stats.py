@@ -1,0 +1,119 @@
+"""Audience stats per user x network and platform-wide; `match.found` carries them, coalesced.
+
+`user_stats` and `global_stats` are what the gateway calls. Stats are computed from the graph, the
+directory and the ledger (never cached), so they are right whatever the order of events; a user
+whose stats changed is marked dirty, and the sweep publishes one `match.found` per dirty user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import asyncpg
+
+from hqx import subjects
+from hqx.errors import Reason
+from hqx.messages import MatchFound, Message, NetworkStats
+from hqx.subjects import Network
+
+Conn = asyncpg.Connection | asyncpg.Pool
+Publish = Callable[[str, Message, str | None], Awaitable[object]]
+
+
+async def user_stats(pool: Conn, user_id: str) -> list[NetworkStats]:
+    """One `NetworkStats` per network, linked or not (the audience already there counts too)."""
+    audience = await pool.fetch(
+        """
+        select d.network,
+               count(*) filter (where e.direction = 1) as matched,
+               count(*) filter (where e.direction = 2) as followers
+          from graph_edges e
+          join directory d on d.x_account_id = e.x_account_id
+         where e.user_id = $1 and d.user_id <> $1
+         group by d.network
+        """,
+        user_id,
+    )
+    ledger_rows = await pool.fetch(
+        """
+        select network, state, coalesce(reason = $2, false) as already, count(*) as n
+          from follow_ledger where user_id = $1 group by 1, 2, 3
+        """,
+        user_id,
+        Reason.ALREADY_FOLLOWING.value,
+    )
+    acc: dict[str, dict[str, int]] = {n.value: {} for n in Network}
+    for r in audience:
+        acc[r["network"]].update(
+            followings_matched=r["matched"], followers_on_network=r["followers"]
+        )
+    for r in ledger_rows:
+        state = "already_followed" if r["already"] else r["state"]
+        state = "done" if state == "requested" else state  # awaiting approval: we did our part
+        d = acc[r["network"]]
+        d[state] = d.get(state, 0) + int(r["n"])
+    return [NetworkStats(network=Network(n), **v) for n, v in acc.items()]
+
+
+async def global_stats(pool: Conn) -> dict[str, Any]:
+    """Platform-wide counts: users, links, directory size, plans by state (cheap queries)."""
+    users = await pool.fetchrow(
+        "select count(*) as users, count(*) filter (where x_proven) as proven from users"
+    )
+    links = await pool.fetch("select network, count(*) as n from identities group by network")
+    entries = await pool.fetch("select network, count(*) as n from directory group by network")
+    opted = await pool.fetch(
+        "select unnest(auto_reconnect) as network, count(*) as n from users group by 1"
+    )
+    plans = await pool.fetch(
+        "select network, state, count(*) as n from follow_ledger group by network, state"
+    )
+    quarantined = await pool.fetchval("select count(*) from directory_quarantine")
+    matches: dict[str, dict[str, int]] = {n.value: {} for n in Network}
+    for r in plans:
+        matches.setdefault(r["network"], {})[r["state"]] = int(r["n"])
+    return {
+        "users": int(users["users"]),
+        "proven_users": int(users["proven"]),
+        "links": {n.value: 0 for n in Network} | {r["network"]: int(r["n"]) for r in links},
+        "directory": {n.value: 0 for n in Network} | {r["network"]: int(r["n"]) for r in entries},
+        "auto_reconnect": {n.value: 0 for n in Network}
+        | {r["network"]: int(r["n"]) for r in opted},
+        "matches": matches,
+        "quarantined_claims": int(quarantined),
+    }
+
+
+async def mark_dirty(pool: Conn, user_ids: Iterable[str]) -> None:
+    ids = sorted(set(user_ids))
+    if ids:
+        await pool.execute(
+            "insert into match_stats_dirty (user_id)"
+            " select u from unnest($1::text[]) u where exists (select 1 from users where id = u)"
+            " on conflict do nothing",
+            ids,
+        )
+
+
+async def publish_dirty(pool: asyncpg.Pool, publish: Publish, limit: int = 200) -> int:
+    """Publish `match.found` for up to `limit` dirty users; returns how many were published.
+
+    The dirty rows are deleted in the same transaction: a failed publish leaves them dirty.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        ids = [
+            r[0]
+            for r in await conn.fetch(
+                "select user_id from match_stats_dirty order by since limit $1"
+                " for update skip locked",
+                limit,
+            )
+        ]
+        if not ids:
+            return 0
+        found = [MatchFound(user_id=u, stats=tuple(await user_stats(conn, u))) for u in ids]
+        await asyncio.gather(*(publish(subjects.match_found(m.user_id), m, None) for m in found))
+        await conn.execute("delete from match_stats_dirty where user_id = any($1::text[])", ids)
+    return len(ids)

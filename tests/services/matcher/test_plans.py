@@ -1,0 +1,223 @@
+"""Directory, forward and reverse matches, consent and erase, on real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from hqx import ledger
+from hqx.messages import FollowResult, FollowState
+from hqx.subjects import Network
+from services.matcher import plans, stats
+from tests.services.matcher.population import (
+    account,
+    add_user,
+    ledger_rows,
+    link,
+    new_user_id,
+    prove,
+    store_graph,
+    unlink,
+    x_base,
+)
+
+BSKY = Network.BLUESKY
+MASTO = Network.MASTODON
+
+
+async def joined(pool: asyncpg.Pool, x: int, *networks: Network, optin: bool = False) -> str:
+    """A proven user with X id `x`, linked on `networks` (and the events processed)."""
+    u = new_user_id()
+    await add_user(pool, u, x)
+    await prove(pool, u, x)
+    if optin:
+        await pool.execute(
+            "update users set auto_reconnect = $2 where id = $1", u, [n.value for n in networks]
+        )
+    async with pool.acquire() as conn:
+        for n in networks:
+            await link(pool, u, n, account(n, x, u))
+            await plans.on_linked(conn, u, n)
+    return u
+
+
+async def test_forward_match_plans_followings_in_directory_not_self(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    bob = await joined(pool, b + 2, BSKY, MASTO)
+    await joined(pool, b + 3, MASTO)  # carol: not on bluesky
+    alice = new_user_id()
+    await add_user(pool, alice, b + 1)
+    await prove(pool, alice, b + 1)
+    await store_graph(pool, alice, b + 1, [b + 1, b + 2, b + 3, b + 4])
+    async with pool.acquire() as conn:
+        await plans.on_graph(conn, alice)
+        assert await ledger_rows(pool, [alice]) == set()  # nothing linked yet
+        await link(pool, alice, BSKY, account(BSKY, b + 1, alice))
+        work = await plans.on_linked(conn, alice, BSKY)
+        assert work.dispatch == {BSKY: {alice}}
+        await plans.on_linked(conn, alice, BSKY)  # redelivery
+    assert await ledger_rows(pool, [alice]) == {(alice, "bluesky", b + 2)}
+    [t] = await ledger.pending(pool, alice, BSKY)
+    assert t.account == account(BSKY, b + 2, bob)
+
+
+async def test_reverse_match_only_for_opted_in_followers(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    fans = {}
+    for i, optin in enumerate((True, False)):
+        u = new_user_id()
+        await add_user(pool, u, b + 10 + i)
+        await prove(pool, u, b + 10 + i)
+        await store_graph(pool, u, b + 10 + i, [b + 1])
+        if optin:
+            await pool.execute("update users set auto_reconnect = '{bluesky}' where id = $1", u)
+        await link(pool, u, BSKY, account(BSKY, 0, u))
+        async with pool.acquire() as conn:
+            await plans.on_linked(conn, u, BSKY)
+        fans[optin] = u
+    late = await joined(pool, b + 1, BSKY)  # the late joiner
+    assert await ledger_rows(pool, fans.values()) == {(fans[True], "bluesky", b + 1)}
+    origin = await pool.fetchval("select origin from follow_ledger where user_id = $1", fans[True])
+    assert origin == "reverse"
+    # withdrawing cancels pending reconnections; opting in again catches up
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        await plans.on_consent(conn, fans[True], {BSKY: False}, now)
+        assert await ledger_rows(pool, [fans[True]]) == set()
+        await plans.on_consent(conn, fans[True], {BSKY: True}, now - timedelta(seconds=1))
+        assert await ledger_rows(pool, [fans[True]]) == set()  # an older choice is ignored
+        await plans.on_consent(conn, fans[False], {BSKY: True}, now)
+    assert await ledger_rows(pool, fans.values()) == {(fans[False], "bluesky", b + 1)}
+    assert late
+
+
+async def test_conflicting_claim_is_quarantined_and_changes_nothing(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    victim = await joined(pool, b + 1, BSKY)
+    fan = new_user_id()
+    await add_user(pool, fan, b + 2)
+    await prove(pool, fan, b + 2)
+    await pool.execute("update users set auto_reconnect = '{bluesky}' where id = $1", fan)
+    await store_graph(pool, fan, b + 2, [b + 1])
+    await link(pool, fan, BSKY, account(BSKY, 0, fan))
+    async with pool.acquire() as conn:
+        await plans.on_linked(conn, fan, BSKY)
+    before = await pool.fetch("select * from follow_ledger where user_id = $1", fan)
+    # a forger with an unproven claim on the victim's X id, and a forged archive
+    forger = new_user_id()
+    await add_user(pool, forger, b + 1)
+    await store_graph(pool, forger, b + 1, [b + 2], followers=[b + 2])
+    await link(pool, forger, BSKY, "did:plc:forger")
+    async with pool.acquire() as conn:
+        await plans.on_linked(conn, forger, BSKY)
+        await plans.on_graph(conn, forger)
+        # even a second *proven* owner of that X id (two sign-ins) never overwrites the entry
+        await prove(pool, forger, b + 1)
+        await plans.on_proven(conn, forger, str(b + 1), None)
+        await plans.on_proven(conn, forger, str(b + 1), None)  # redelivery: one audit row
+    entry = await pool.fetchrow(
+        "select user_id, account from directory where x_account_id = $1", b + 1
+    )
+    assert (entry["user_id"], entry["account"]) == (victim, account(BSKY, 0, victim))
+    assert await pool.fetch("select * from follow_ledger where user_id = $1", fan) == before
+    q = await pool.fetch(
+        "select user_id, reason from directory_quarantine where x_account_id = $1", b + 1
+    )
+    assert [tuple(r) for r in q] == [(forger, "directory_conflict")]
+
+
+async def test_forged_archive_of_a_proven_user_plans_nothing(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    await joined(pool, b + 2, BSKY)
+    forger = await joined(pool, b + 9, BSKY)
+    await store_graph(pool, forger, b + 1, [b + 2])  # archive of someone else
+    async with pool.acquire() as conn:
+        work = await plans.on_graph(conn, forger)
+    assert work.skipped == "owner_mismatch"
+    assert await ledger_rows(pool, [forger]) == set()
+
+
+async def test_leaving_cancels_everyones_pending_follows_of_them(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    bob = await joined(pool, b + 2, BSKY)
+    carol = await joined(pool, b + 3, BSKY)
+    alice = await joined(pool, b + 1, BSKY)
+    await store_graph(pool, alice, b + 1, [b + 2, b + 3])
+    async with pool.acquire() as conn:
+        await plans.on_graph(conn, alice)
+        done = FollowResult(x_account_id=str(b + 3), account="x", state=FollowState.DONE)
+        await ledger.record(pool, alice, BSKY, [done])
+        await plans.on_erase(conn, bob)
+        await plans.on_erase(conn, carol)
+    rows = await pool.fetch(
+        "select target_x_id, state from follow_ledger where user_id = $1", alice
+    )
+    assert [tuple(r) for r in rows] == [(b + 3, "done")]  # done is a fact; pending is gone
+    assert (
+        await pool.fetchval("select count(*) from directory where user_id = any($1)", [bob, carol])
+        == 0
+    )
+
+
+async def test_unlink_and_reupload(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    await joined(pool, b + 2, BSKY)
+    await joined(pool, b + 3, BSKY)
+    alice = await joined(pool, b + 1, BSKY)
+    await store_graph(pool, alice, b + 1, [b + 2, b + 3])
+    async with pool.acquire() as conn:
+        await plans.on_graph(conn, alice)
+        assert len(await ledger_rows(pool, [alice])) == 2
+        await store_graph(pool, alice, b + 1, [b + 3])  # re-upload: no longer follows b+2
+        await plans.on_graph(conn, alice, version=2)
+        assert await ledger_rows(pool, [alice]) == {(alice, "bluesky", b + 3)}
+        stale = await plans.on_graph(conn, alice, version=1)
+        assert stale.skipped == "stale_event"
+        await unlink(pool, alice, BSKY)
+        await plans.on_unlinked(conn, alice, BSKY, datetime.now(UTC))
+        assert await ledger_rows(pool, [alice]) == set()
+        assert await pool.fetchval("select count(*) from directory where user_id = $1", alice) == 0
+
+
+async def test_user_stats(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    await joined(pool, b + 2, BSKY, MASTO)
+    await joined(pool, b + 3, BSKY)
+    alice = await joined(pool, b + 1, BSKY)
+    await store_graph(pool, alice, b + 1, [b + 2, b + 3, b + 4], followers=[b + 2, b + 5])
+    async with pool.acquire() as conn:
+        await plans.on_graph(conn, alice)
+    await ledger.note_network_follows(pool, alice, BSKY, [account(BSKY, 0, "x")])
+    [r] = await ledger.pending(pool, alice, BSKY, limit=1)
+    await ledger.record(
+        pool,
+        alice,
+        BSKY,
+        [
+            FollowResult(
+                x_account_id=r.x_account_id,
+                account=r.account,
+                state=FollowState.SKIPPED,
+                reason="blocked",
+            )
+        ],
+    )
+    by = {s.network: s for s in await stats.user_stats(pool, alice)}
+    assert by[BSKY].model_dump() == {
+        "network": BSKY,
+        "followings_matched": 2,
+        "already_followed": 0,
+        "planned": 1,
+        "done": 0,
+        "skipped": 1,
+        "failed": 0,
+        "followers_on_network": 1,
+    }
+    assert (by[MASTO].followings_matched, by[MASTO].followers_on_network, by[MASTO].planned) == (
+        1,
+        1,
+        0,
+    )
+    g = await stats.global_stats(pool)
+    assert g["directory"]["bluesky"] >= 3 and g["proven_users"] >= 3
