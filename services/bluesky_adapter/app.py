@@ -1,0 +1,45 @@
+"""Wiring of the Bluesky adapter: the Service, its consumer, the handler's dependencies."""
+
+from __future__ import annotations
+
+from hqx.consumer import Delivery
+from hqx.crypto import TokenCipher
+from hqx.messages import FollowRequested, Message
+from hqx.outcomes import Outcome
+from hqx.ratelimit import RateLimiter
+from hqx.service import Service
+from hqx.subjects import CONSUMERS_BY_SERVICE
+from services.bluesky_adapter.handlers import handle_follow_requested
+from services.bluesky_adapter.run import Deps
+from services.bluesky_adapter.settings import Settings
+
+SERVICE = "bluesky_adapter"
+
+
+def create(settings: Settings) -> Service:
+    svc = Service(SERVICE, settings)
+    deps: dict[str, Deps] = {}
+
+    async def publish(subject: str, message: Message, msg_id: str) -> object:
+        return await svc.publish(subject, message, msg_id=msg_id)
+
+    def build_deps() -> Deps:
+        # NOTE: built on first use: the broker starts consuming before `on_start` hooks run.
+        return Deps(
+            pool=svc.pool,
+            redis=svc.redis,
+            limiter=RateLimiter(svc.redis),
+            cipher=TokenCipher(settings.token_keys),
+            settings=settings,
+            publish=publish,
+        )
+
+    async def on_follow_requested(message: FollowRequested, delivery: Delivery) -> Outcome:
+        if "d" not in deps:
+            deps["d"] = build_deps()
+        return await handle_follow_requested(message, delivery, deps["d"])
+
+    for spec in CONSUMERS_BY_SERVICE[SERVICE]:
+        svc.consume(spec, (FollowRequested,), on_follow_requested, concurrency=settings.concurrency)
+    svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies
+    return svc

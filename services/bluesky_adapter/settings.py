@@ -1,0 +1,27 @@
+"""Settings of the Bluesky adapter (env prefix HQX_BLUESKY_ADAPTER_)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from hqx.ratelimit import DEFAULT_HEADROOM
+from hqx.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HQX_BLUESKY_ADAPTER_", extra="ignore", populate_by_name=True
+    )
+
+    # Share of each per-account budget left for the person's own use during a migration.
+    headroom: float = DEFAULT_HEADROOM
+    # Creates per applyWrites call (the PDS refuses more than 200).
+    batch_size: int = 200
+    # How long a listing of a repo's follows is reused by later batches of the same account.
+    follow_index_ttl_s: float = 300.0
+    # Deliveries of one batch that may end in an unreadable response before it is failed.
+    max_malformed_attempts: int = 5
+    # Longest wait between retries when the PDS is down.
+    max_backoff_s: float = 300.0
+    # Batches handled at once by one replica.
+    concurrency: int = 8
