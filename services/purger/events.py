@@ -1,0 +1,33 @@
+"""Business events of the purger: one function each, a log line and a counter, never raising."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from hqx import metrics
+
+log = logging.getLogger(__name__)
+
+
+def data_purged(trigger: str, kinds: dict[str, int]) -> None:
+    with contextlib.suppress(Exception):
+        for kind, n in kinds.items():
+            metrics.DATA_PURGED.labels(trigger, kind).inc(n)
+        log.info("data purged", extra={"trigger": trigger, "kinds": kinds})
+
+
+def migration_completed(user_id: str) -> None:
+    with contextlib.suppress(Exception):
+        metrics.MIGRATIONS_COMPLETED.inc()
+        log.info("migration completed", extra={"user_id": user_id})
+
+
+def erase_settling(user_id: str, delay_s: float) -> None:
+    with contextlib.suppress(Exception):
+        log.info("erase pass done, settling", extra={"user_id": user_id, "delay_s": delay_s})
+
+
+def sweep_failed(error: BaseException) -> None:
+    with contextlib.suppress(Exception):
+        log.warning("sweep failed", extra={"error_class": type(error).__name__})

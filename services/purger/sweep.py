@@ -1,0 +1,82 @@
+"""The periodic sweep: whatever outlived its limit goes, whichever path failed to delete it.
+
+Raw archives older than `archive_max_age_s` (ingest crashed, dead-lettered, never ran),
+deleted-object metas, chunks of abandoned uploads, rows past any `expires_at` column (sessions,
+OAuth states), and migrations whose last `follow.done` was missed. Safe in several replicas at
+once (each deletion is idempotent); a short Redis lease keeps them from doing it all twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from datetime import datetime
+
+import asyncpg
+
+from hqx import erasure
+from services.purger import archives, audit, completion, events
+from services.purger.handlers import Deps, announce_if_complete
+
+LEASE_KEY = "hqx:purger:sweep-lease"
+
+_EXPIRING_TABLES_SQL = """
+select c.table_schema, c.table_name
+  from information_schema.columns c
+  join information_schema.tables t
+    on t.table_schema = c.table_schema and t.table_name = c.table_name
+ where c.column_name = 'expires_at' and t.table_type = 'BASE TABLE'
+   and c.data_type in ('timestamp with time zone', 'timestamp without time zone')
+   and c.table_schema not in ('pg_catalog', 'information_schema')
+ order by 1, 2
+"""
+
+
+async def sweep_once(deps: Deps) -> dict[str, int]:
+    """One full sweep at `deps.clock()`; returns counts per kind deleted."""
+    now = deps.clock()
+    by_owner: dict[str | None, Counter[str]] = {}
+    objects = await erasure.list_objects(deps.js, archives.STREAM)
+    for obj in archives.expired_objects(objects, now, deps.settings.archive_max_age_s):
+        await erasure.purge_object(deps.js, obj)
+        kind = "archive_meta" if obj.deleted else "raw_archive"
+        by_owner.setdefault(archives.owner_of(obj.name), Counter())[kind] += 1
+    chunks = await archives.list_chunks(deps.js)
+    for c in archives.abandoned_chunks(chunks, objects, now, deps.settings.abandoned_upload_s):
+        await deps.js.purge_stream(archives.STREAM, subject=c.subject)
+        by_owner.setdefault(None, Counter())["abandoned_upload"] += 1
+    by_owner.setdefault(None, Counter()).update(await delete_expired_rows(deps.pool, now))
+    total: Counter[str] = Counter()
+    for owner, kinds in by_owner.items():
+        total.update(await audit.write(deps.pool, audit.tag_of(owner), audit.Trigger.SWEEP, kinds))
+    for user_id in await completion.candidates(deps.pool):
+        await announce_if_complete(deps, user_id)
+    return dict(total)
+
+
+async def delete_expired_rows(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
+    """Rows of any table with an `expires_at` column, once expired (discovered, not listed)."""
+    out: dict[str, int] = {}
+    for schema, table in await pool.fetch(_EXPIRING_TABLES_SQL):
+        name = f"{erasure.ident(schema)}.{erasure.ident(table)}"
+        status = await pool.execute(
+            f"delete from {name} where expires_at < $1",  # noqa: S608 - catalog names
+            now,
+        )
+        if n := int(status.split()[-1]):
+            out[table] = n
+    return out
+
+
+async def run(deps: Deps) -> None:
+    """Sweep every `sweep_interval_s` (one replica at a time); never dies on a failure."""
+    interval = deps.settings.sweep_interval_s
+    token = secrets.token_hex(8)
+    while True:
+        try:
+            if await deps.redis.set(LEASE_KEY, token, nx=True, px=int(interval * 900)):
+                await sweep_once(deps)
+        except Exception as e:  # logged and counted; the next sweep retries
+            events.sweep_failed(e)
+        await asyncio.sleep(interval)
