@@ -74,19 +74,31 @@ async def announce_link(svc: SvcDep, user: str, network: Network) -> LinkedOut:
     return LinkedOut(network=network, account=row["account"], handle=row["handle"])
 
 
+def _link_error(e: HqxError, network: str) -> ApiError:
+    """The adapter's reason, in the person's terms: credentials refused, or network down."""
+    if e.code in (Reason.SESSION_REVOKED, Reason.INVALID_CREDENTIALS):
+        return ApiError(Reason.INVALID_CREDENTIALS, f"{network} refused these credentials", 400)
+    if e.code in (Reason.NETWORK_UNAVAILABLE, Reason.RATE_LIMITED):
+        return ApiError(e.code, f"{network} is not answering: try again in a few minutes", 502)
+    return ApiError(e.code, e.message, 400)
+
+
 @router.post("/api/accounts/bluesky", response_model=LinkedOut, status_code=201)
 async def link_bluesky(
     body: BlueskyIn, user: CurrentUser, svc: SvcDep, settings: SettingsDep
 ) -> LinkedOut:
     linking = _module("services.bluesky_adapter.linking")
-    await linking.link_app_password(
-        svc.pool,
-        TokenCipher(settings.token_keys),
-        user,
-        body.identifier.strip(),
-        body.app_password.get_secret_value(),
-        (body.pds_url or "").strip() or settings.default_pds_url,
-    )
+    try:
+        await linking.link_app_password(
+            svc.pool,
+            TokenCipher(settings.token_keys),
+            user,
+            body.identifier.strip(),
+            body.app_password,
+            (body.pds_url or "").strip() or settings.default_pds_url,
+        )
+    except HqxError as e:
+        raise _link_error(e, "Bluesky") from e
     return await announce_link(svc, user, Network.BLUESKY)
 
 

@@ -33,6 +33,7 @@ class MeOut(BaseModel):
     user_id: str
     x_proven: bool
     x_username: str | None = None
+    x_account_id: str | None = Field(None, description="the proven X id (decimal string)")
     auto_reconnect: dict[Network, bool]
     identities: list[IdentityOut]
 
@@ -59,6 +60,7 @@ async def _me(svc: SvcDep, user: str) -> MeOut:
         user_id=user,
         x_proven=row["x_proven"],
         x_username=row["x_username"],
+        x_account_id=str(row["x_account_id"]) if row["x_proven"] else None,
         auto_reconnect={n: n.value in (row["auto_reconnect"] or []) for n in Network},
         identities=[IdentityOut(**dict(i)) for i in idents],
     )
