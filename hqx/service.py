@@ -144,6 +144,7 @@ class Service:
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
+        telemetry.setup(self.name)  # off unless the OTEL_* variables ask for traces
         await self.broker.connect()
         self.nc = self.broker.connection
         self._js = self.nc.jetstream()
@@ -185,6 +186,7 @@ class Service:
             await self._pool.close()
         if self._redis:
             await self._redis.aclose()
+        telemetry.flush()
         log.info("service stopped")
 
     async def run_forever(self) -> None:

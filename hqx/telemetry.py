@@ -24,6 +24,7 @@ from opentelemetry.trace import Span, SpanKind
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("hqx")
+_provider: Any | None = None  # the provider `setup` installed (once per process)
 
 # Span attribute naming the hqx service that made the span (one process can run several in tests;
 # in a cluster the resource's `service.name` says the same).
@@ -47,13 +48,16 @@ def enabled(environ: Mapping[str, str] | None = None) -> bool:
 def setup(service: str, environ: Mapping[str, str] | None = None) -> Any | None:
     """Install a TracerProvider exporting as the `OTEL_*` variables say; None when tracing is off.
 
+    Idempotent: the first call of the process wins (several services may share one process).
+
     The OTLP exporter reads its own variables (endpoint, headers, timeout, protocol http/protobuf);
     `OTEL_TRACES_EXPORTER` may list `otlp` and/or `console`. Sampling follows
     `OTEL_TRACES_SAMPLER` (the SDK default: parent-based, always on).
     """
+    global _provider
     env = os.environ if environ is None else environ
-    if not enabled(env):
-        return None
+    if _provider is not None or not enabled(env):
+        return _provider
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -76,17 +80,18 @@ def setup(service: str, environ: Mapping[str, str] | None = None) -> Any | None:
         else:
             log.warning("unknown traces exporter ignored", extra={"exporter": name})
     trace.set_tracer_provider(provider)
+    _provider = provider
     log.info("tracing on", extra={"exporters": ",".join(names)})
     return provider
 
 
-def shutdown() -> None:
-    """Flush spans still buffered (call at process exit)."""
+def flush(timeout_s: float = 5.0) -> None:
+    """Export spans still buffered (a stopping service; the provider stays usable)."""
     provider = trace.get_tracer_provider()
-    flush = getattr(provider, "shutdown", None)
-    if flush is not None:
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None:
         with contextlib.suppress(Exception):
-            flush()
+            force_flush(int(timeout_s * 1000))
 
 
 # --- context in NATS headers -------------------------------------------------------------------

@@ -7,6 +7,9 @@ ingest → matcher → bluesky/mastodon adapters → matcher → purger).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -202,3 +205,23 @@ def test_tracing_is_off_unless_the_standard_variables_ask(env: dict[str, str], o
     assert telemetry.enabled(env) is on
     if not on:
         assert telemetry.setup("ingest", env) is None
+
+
+def test_standard_variables_configure_the_exporter_in_a_fresh_process() -> None:
+    code = (
+        "from hqx import telemetry\n"
+        "assert telemetry.setup('bluesky_adapter') is not None\n"
+        "assert telemetry.setup('other') is telemetry._provider\n"
+        "with telemetry.client_span('bluesky_adapter', 'applyWrites'):\n"
+        "    pass\n"
+        "telemetry.flush()\n"
+    )
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_RESOURCE_ATTRIBUTES": "a=b"}
+    env.pop("OTEL_SERVICE_NAME", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"name": "applyWrites"' in out.stdout
+    assert '"service.name": "hqx-bluesky-adapter"' in out.stdout
+    assert '"a": "b"' in out.stdout
