@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     rate_window_s: int = 60
     rate_per_ip: int = 600
     rate_per_user: int = 1200
+    # Mastodon linking (passed to the adapter's linking code): local instances for tests only.
+    mastodon_allow_local: bool = False
+    mastodon_ca_bundle: str | None = None
     # Bluesky PDS used when a person does not name one.
     default_pds_url: str = "https://bsky.social"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field, SecretStr
 
@@ -23,6 +23,7 @@ from services.gateway.deps import CurrentUser, MaybeUser, SettingsDep, SvcDep
 from services.gateway.errors import ApiError
 
 router = APIRouter(tags=["accounts"])
+MASTODON_CALLBACK = "/oauth/mastodon/callback"
 
 
 class BlueskyIn(BaseModel):
@@ -102,22 +103,41 @@ async def link_bluesky(
     return await announce_link(svc, user, Network.BLUESKY)
 
 
+def mastodon_settings(settings: SettingsDep):
+    """The adapter's settings as the gateway runs it: our keys, our callback URL."""
+    mod = _module("services.mastodon_adapter.settings")
+    return mod.Settings().model_copy(
+        update={
+            "env": settings.env,
+            "token_keys": settings.token_keys,
+            "redirect_uri": settings.public_url.rstrip("/") + MASTODON_CALLBACK,
+            "allow_local_instances": settings.mastodon_allow_local,
+            "ca_bundle": settings.mastodon_ca_bundle,
+        }
+    )
+
+
 @router.post("/api/accounts/mastodon", response_model=AuthorizeOut)
 async def start_mastodon(
     body: MastodonIn, user: CurrentUser, svc: SvcDep, settings: SettingsDep
 ) -> AuthorizeOut:
     """Where to send the browser to authorize us on the person's instance."""
     linking = _module("services.mastodon_adapter.linking")
-    redirect_uri = settings.public_url.rstrip("/") + "/auth/mastodon/callback"
-    url = await linking.start_link(
-        svc.pool, svc.redis, TokenCipher(settings.token_keys), user, body.instance, redirect_uri
-    )
+    try:
+        url = await linking.start_link(
+            pool=svc.pool,
+            redis=svc.redis,
+            settings=mastodon_settings(settings),
+            user_id=user,
+            address=body.instance,
+        )
+    except HqxError as e:
+        raise _link_error(e, "Mastodon") from e
     return AuthorizeOut(authorize_url=str(url))
 
 
-@router.get("/auth/mastodon/callback", include_in_schema=False)
+@router.get(MASTODON_CALLBACK, include_in_schema=False)
 async def mastodon_callback(
-    request: Request,
     svc: SvcDep,
     settings: SettingsDep,
     user: MaybeUser,
@@ -127,12 +147,16 @@ async def mastodon_callback(
 ) -> Response:
     if user is None:
         return RedirectResponse("/?error=not_authenticated", status_code=303)
-    if error or not code:
-        return RedirectResponse("/?error=user_denied", status_code=303)
     linking = _module("services.mastodon_adapter.linking")
     try:
         await linking.finish_link(
-            svc.pool, svc.redis, TokenCipher(settings.token_keys), user, code, state
+            pool=svc.pool,
+            redis=svc.redis,
+            settings=mastodon_settings(settings),
+            user_id=user,
+            state=state[:200],
+            code=code or None,
+            error=error or None,
         )
         await announce_link(svc, user, Network.MASTODON)
     except HqxError as e:
@@ -141,12 +165,21 @@ async def mastodon_callback(
 
 
 @router.delete("/api/accounts/{network}", status_code=204)
-async def unlink(network: Network, user: CurrentUser, svc: SvcDep) -> Response:
+async def unlink(
+    network: Network, user: CurrentUser, svc: SvcDep, settings: SettingsDep
+) -> Response:
     """Forget the account and its tokens; the directory entry goes with it (matcher)."""
-    status = await svc.pool.execute(
-        "delete from identities where user_id = $1 and network = $2", user, network.value
-    )
-    if status.endswith(" 0"):
+    if network == Network.MASTODON:  # revokes the token on the instance too (best effort)
+        linking = _module("services.mastodon_adapter.linking")
+        found = await linking.unlink(
+            pool=svc.pool, redis=svc.redis, settings=mastodon_settings(settings), user_id=user
+        )
+    else:
+        status = await svc.pool.execute(
+            "delete from identities where user_id = $1 and network = $2", user, network.value
+        )
+        found = not status.endswith(" 0")
+    if not found:
         raise ApiError(Reason.NOT_LINKED, "no such linked account", 404)
     await svc.publish(
         subjects.identity_unlinked(user), IdentityUnlinked(user_id=user, network=network)

@@ -104,7 +104,8 @@ async def get_stats(user: CurrentUser, svc: SvcDep) -> dict[str, Any]:
     """How many of your followings and followers are already on each network."""
     try:
         mod = importlib.import_module("services.matcher.stats")
-        return _plain(await mod.user_stats(svc.pool, user))
+        rows = await mod.user_stats(svc.pool, user)
+        return {"networks": {str(r.network): r.model_dump(mode="json") for r in rows}}
     except (ModuleNotFoundError, AttributeError):
         return await stats_fallback(svc.pool, user)
 
