@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import asyncpg
@@ -134,14 +134,31 @@ async def delete_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, int]:
 # --- Redis --------------------------------------------------------------------------------------
 
 
-async def erase_redis(redis: aioredis.Redis, user_id: str) -> int:
-    """Delete every key naming the user; remove the user's entries from keys that only hold them
-    among others (a set of active users, a hash of states). Returns keys deleted or changed.
+async def linked_accounts(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> list[str]:
+    """The user's accounts on the networks (DIDs, user@instance): other stores key data by them
+    (an adapter's cache of a repo's follows), so an erase looks for them too."""
+    rows = await conn.fetch(
+        "select account from identities where user_id = $1"
+        " union select account from directory where user_id = $1",
+        user_id,
+    )
+    return sorted({r["account"] for r in rows})
+
+
+async def erase_redis(redis: aioredis.Redis, user_id: str, accounts: Iterable[str] = ()) -> int:
+    """Delete every key naming the user (or one of their network `accounts`); remove their
+    entries from keys that hold them among others (a set of active users, a hash of states).
+    Returns the number of keys deleted or changed.
 
     NOTE: a full SCAN per erase: Redis holds short-lived budgets and progress only (ARCHITECTURE
-    §4), so it stays small; values are checked too (an OAuth state may name the user).
+    §4), so it stays small; values are checked too (a session or OAuth state names the user).
     """
-    hit = mentions(user_id)
+    by_id = mentions(user_id)
+    names = [a.encode() for a in accounts if len(a) >= 5]
+
+    def hit(text: bytes) -> bool:
+        return by_id(text) or any(a in text for a in names)
+
     changed = 0
     async for key in redis.scan_iter(match="*", count=1000):
         if hit(_b(key)):

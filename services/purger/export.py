@@ -93,13 +93,16 @@ async def export_postgres(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
     return out
 
 
-async def export_redis(redis: aioredis.Redis, user_id: str) -> list[dict[str, Any]]:
-    """Keys naming the person, with their type and time to live (values may be secrets)."""
-    hit = erasure.mentions(user_id)
+async def export_redis(
+    redis: aioredis.Redis, user_id: str, accounts: list[str]
+) -> list[dict[str, Any]]:
+    """Keys naming the person or their network accounts, with their type and time to live
+    (not their values: a session key's value is a credential)."""
+    by_id = erasure.mentions(user_id)
     out = []
-    async for key in redis.scan_iter(match=f"*{user_id}*", count=1000):
+    async for key in redis.scan_iter(match="*", count=1000):
         name = key.decode() if isinstance(key, bytes) else str(key)
-        if hit(name):
+        if by_id(name) or any(a in name for a in accounts):
             kind = await redis.type(key)
             out.append(
                 {
@@ -131,12 +134,13 @@ async def export_user(
 ) -> dict[str, Any]:
     """Everything held on `user_id`, JSON-ready. Reads only; never a token or a secret."""
     check_user_id(user_id)
+    accounts = await erasure.linked_accounts(pool, user_id)
     return {
         "schema": "hqx.user.export/v1",
         "user_id": user_id,
         "exported_at": datetime.now(UTC).isoformat(),
         **await export_postgres(pool, user_id),
-        "redis_keys": await export_redis(redis, user_id),
+        "redis_keys": await export_redis(redis, user_id, accounts),
         "bus": await export_bus(js, user_id),
         "audit_tag": audit.tag_of(user_id),
     }

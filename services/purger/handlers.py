@@ -144,9 +144,23 @@ async def handle_user_erase(message: UserEraseRequested, delivery: Delivery, dep
     return Done()
 
 
+def _erasing_key(user_id: str) -> str:
+    """The user's network accounts, kept only between the two erase passes (rows are gone by
+    the second): an adapter finishing in-flight work may still write keys named by them."""
+    return f"hqx:purger:erasing:{user_id}"
+
+
 async def erase_everything(deps: Deps, user_id: str, *, final: bool) -> dict[str, int]:
     await erasure.tombstone(deps.pool, user_id)
+    accounts = set(await erasure.linked_accounts(deps.pool, user_id))
+    accounts |= {a.decode() for a in await deps.redis.smembers(_erasing_key(user_id))}
     kinds = await erasure.delete_rows(deps.pool, user_id)
-    kinds["redis_keys"] = await erasure.erase_redis(deps.redis, user_id)
+    kinds["redis_keys"] = await erasure.erase_redis(deps.redis, user_id, accounts)
+    if accounts and not final:
+        ttl = int(deps.settings.erase_settle_s * 4 + 600)
+        async with deps.redis.pipeline(transaction=True) as p:
+            p.sadd(_erasing_key(user_id), *sorted(accounts))
+            p.expire(_erasing_key(user_id), ttl)
+            await p.execute()
     kinds |= await erasure.erase_streams(deps.js, user_id, keep_erase=not final)
     return await audit.write(deps.pool, user_hash(user_id), audit.Trigger.USER_ERASE, kinds)

@@ -62,6 +62,7 @@ async def test_erase_leaves_nothing_and_keeps_others(purger: Service) -> None:
     await eventually(nothing_left, timeout=30, interval=0.3)
     await drained(purger.js, SPEC.stream.value, SPEC.durable)
     assert await scan(purger.pool, purger.redis, purger.js, me) == []
+    assert await scan(purger.pool, purger.redis, purger.js, f"did:plc:{me}") == []
     assert await db.is_erased(purger.pool, me)
     # Other people's data is all still there, in every store (their erase-free scan is equal).
     assert await scan(purger.pool, purger.redis, purger.js, other) == other_before

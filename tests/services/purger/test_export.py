@@ -37,7 +37,10 @@ async def test_export_holds_every_kind_of_data_and_no_token(purger: Service) -> 
     assert {r["state"] for r in data["follow_ledger"]} == {"done", "planned"}
     assert data["other_tables"]["directory_quarantine"][0]["reason"] == "owner_mismatch"
     assert data["consents"]["auto_reconnect"] == []
-    assert {k["key"] for k in data["redis_keys"]} == {f"hqx:progress:{me}"}
+    assert {k["key"] for k in data["redis_keys"]} == {
+        f"hqx:progress:{me}",
+        f"hqx:bluesky:follows:did:plc:{me}",
+    }
     assert subjects.graph_ingested(me) in data["bus"]["messages"]
     assert [o["name"] for o in data["bus"]["archives"]] == [f"{me}/archive.zip"]
     assert data["erased"] is False

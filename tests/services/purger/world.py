@@ -96,6 +96,8 @@ async def seed_redis(redis: aioredis.Redis, user_id: str) -> None:
     await redis.hset("hqx:oauth-states", f"st{x_id()}", json.dumps({"user_id": user_id}))
     await redis.rpush("hqx:recent", user_id, "someone-else")
     await redis.zadd("hqx:queue", {user_id: 1.0})
+    # Keyed by the person's network account, not their id (an adapter's cache of their follows).
+    await redis.hset(f"hqx:bluesky:follows:did:plc:{user_id}", "did:plc:target", "rkey1")
 
 
 async def seed_streams(js: JetStreamContext, user_id: str) -> None:
