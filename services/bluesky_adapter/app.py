@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
+from hqx import bus
 from hqx.consumer import Delivery
 from hqx.crypto import TokenCipher
 from hqx.messages import FollowRequested, Message
 from hqx.outcomes import Outcome
 from hqx.ratelimit import RateLimiter
 from hqx.service import Service
-from hqx.subjects import CONSUMERS_BY_SERVICE
+from hqx.subjects import CONSUMERS_BY_SERVICE, ConsumerSpec
 from services.bluesky_adapter.handlers import handle_follow_requested
 from services.bluesky_adapter.run import Deps
 from services.bluesky_adapter.settings import Settings
@@ -40,6 +44,14 @@ def create(settings: Settings) -> Service:
         return await handle_follow_requested(message, delivery, deps["d"])
 
     for spec in CONSUMERS_BY_SERVICE[SERVICE]:
+        if settings.ack_wait_s is not None:
+            spec = replace(spec, ack_wait_s=settings.ack_wait_s)
+            # NOTE: every service start declares the registry's durables; re-apply ours after.
+            svc.on_start(partial(_redeclare, svc, spec))
         svc.consume(spec, (FollowRequested,), on_follow_requested, concurrency=settings.concurrency)
     svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies
     return svc
+
+
+async def _redeclare(svc: Service, spec: ConsumerSpec) -> None:
+    await bus.ensure_consumer(svc.js, spec)
