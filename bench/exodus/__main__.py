@@ -1,0 +1,62 @@
+"""`python -m bench.exodus [--quick] [--chaos]`: the exodus-day benchmark (issue 11).
+
+Prints a BENCHMARKS.md section; its last line is a one-line summary of the key ratios. Without
+`--chaos` it runs the day twice (1 then 2 replicas per stage); with `--chaos`, once with 2
+replicas under faults. Plots go to bench/results/, raw figures to bench/results/exodus.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from bench.exodus.population import Shape, build
+from bench.exodus.report import RESULTS, as_json, markdown, plots, summary
+from bench.exodus.run import Plan, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.exodus")
+    p.add_argument("--quick", action="store_true", help="500 users, a 60 s day")
+    p.add_argument("--chaos", action="store_true", help="kill, restart and flush during the load")
+    p.add_argument("--users", type=int, help="population size (default 20000, quick 500)")
+    p.add_argument("--day-seconds", type=float, help="wall seconds per exodus day")
+    p.add_argument("--replicas", default=None, help="comma-separated, e.g. 1,2")
+    p.add_argument("--drain-seconds", type=float, default=None)
+    p.add_argument("--keep-data", action="store_true", help="keep the run's data dir and logs")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    users = args.users or (500 if args.quick else 20_000)
+    shape = Shape.quick(users) if args.quick else Shape(users=users)
+    day = args.day_seconds or (60.0 if args.quick else 600.0)
+    replicas = [int(x) for x in (args.replicas or ("2" if args.chaos else "1,2")).split(",")]
+    drain = args.drain_seconds or max(120.0, day * 2)
+    pop = build(shape)
+    print(f"exodus: {len(pop.people)} users, {pop.edges()} archive edges", file=sys.stderr)
+    results = []
+    for n in replicas:
+        label = f"chaos ({n} replicas)" if args.chaos else f"{n} replica{'s' if n > 1 else ''}"
+        plan = Plan(day, n, args.chaos, drain, args.keep_data)
+        results.append(run(pop, plan, label))
+        print(summary(results[-1:]), file=sys.stderr, flush=True)
+    images = plots(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"exodus{'-chaos' if args.chaos else ''}.json").write_text(
+        json.dumps(as_json(results), indent=2, default=str)
+    )
+    cmd = (
+        "python -m bench.exodus"
+        + (" --quick" if args.quick else "")
+        + (" --chaos" if args.chaos else "")
+    )
+    print(markdown(results, images, cmd))
+    print(summary(results))
+    ok = all(all(r.verdict.passed().values()) for r in results)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

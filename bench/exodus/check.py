@@ -1,0 +1,209 @@
+"""After a run: what should have happened (from the population) vs what the networks saw.
+
+The ground truth is the simulators' own state (records on the PDS, follow calls on the
+instances, refused requests), never the platform's ledger. A follow is *required* when its
+owner uploaded a readable archive, linked that network and was never erased, and its target
+is a HelloQuitteX user who linked the same network and was never erased (everyone opted in
+to automatic reconnection, so late joiners are required too).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+
+from bench.exodus.driver import Networks, Timeline
+from bench.exodus.population import DAY_S, Population
+from hqx.ratelimit import DEFAULT_HEADROOM
+
+ERASE_GRACE_S = 5.0  # wall seconds for an erase to reach every replica
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A limit as we may use it (cap after head-room): `units` per `window_s` network seconds."""
+
+    units: int
+    window_s: float
+    aligned: bool
+
+    def min_time(self, n: int, start: float, factor: float) -> float:
+        """Wall seconds before the n-th unit can be spent, starting fresh at wall `start`."""
+        if n <= self.units:
+            return 0.0
+        w = self.window_s / factor
+        if not self.aligned:
+            return ((n - 1) // self.units) * w
+        next_boundary = math.floor(start / w) * w + w
+        return (next_boundary - start) + (math.ceil(n / self.units) - 2) * w
+
+    def capacity(self, start: float, end: float, factor: float) -> int:
+        w = self.window_s / factor
+        if end <= start:
+            return self.units
+        if not self.aligned:
+            return self.units * (math.floor((end - start) / w) + 1)
+        return self.units * (math.floor(end / w) - math.floor(start / w) + 1)
+
+
+def _cap(points: int, cost: int = 1) -> int:
+    return math.floor(points * (1 - DEFAULT_HEADROOM)) // cost
+
+
+BUDGETS = {
+    "bluesky": (Budget(_cap(5000, 3), 3600, False), Budget(_cap(35000, 3), DAY_S, False)),
+    # a follow is one resolve and one follow request on the person's token
+    "mastodon": (Budget(_cap(400), DAY_S, True), Budget(_cap(300, 2), 300, True)),
+}
+
+
+def limit_min(network: str, n: int, start: float, factor: float) -> float:
+    return max(b.min_time(n, start, factor) for b in BUDGETS[network])
+
+
+def limit_capacity(network: str, start: float, end: float, factor: float) -> int:
+    return min(b.capacity(start, end, factor) for b in BUDGETS[network])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+@dataclass
+class Verdict:
+    required: int = 0
+    allowed: int = 0
+    made_required: int = 0
+    lost: list[tuple[str, str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    redundant_calls: int = 0
+    unexpected: int = 0
+    erased_violations: int = 0
+    violations: Counter[str] = field(default_factory=Counter)
+    latency: list[float] = field(default_factory=list)  # wall s, per user x network
+    minimum: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    floor_s: float = 0.0
+    objects_left: int = 0
+    dlq_total: int = 0
+    dlq_unexpected: list[tuple[str, str, str]] = field(default_factory=list)
+    hostile: int = 0
+    by_network: dict[str, tuple[int, int]] = field(default_factory=dict)  # required, made
+
+    @property
+    def made_over_allowed(self) -> float:
+        return self.made_required / self.allowed if self.allowed else float("nan")
+
+    def passed(self) -> dict[str, bool]:
+        return {
+            "made >= 0.95 x allowed": self.made_over_allowed >= 0.95,
+            "0 violations": sum(self.violations.values()) == 0,
+            "0 duplicates": self.duplicates == 0,
+            "0 lost": not self.lost,
+            "0 follows after erase": self.erased_violations == 0,
+            "no raw archive left": self.objects_left == 0,
+            "DLQ holds only hostile inputs": not self.dlq_unexpected,
+            "p99 <= 1.1 x minimum": pct(self.ratios, 0.99) <= 1.1,
+        }
+
+
+def verify(
+    pop: Population,
+    tl: Timeline,
+    nets: Networks,
+    factor: float,
+    leftovers: dict[str, object],
+) -> Verdict:
+    v = Verdict()
+    people = {p.user_id: p for p in pop.people}
+    erased = {p.user_id for p in pop.people if p.erase_at_s is not None}
+    by_did = {p.did: p for p in pop.people if p.bluesky}
+    by_acct = {nets.acct(p).lower(): p for p in pop.people if p.mastodon_instance is not None}
+    end = tl.drained_at or (tl.lag[-1]["t"] if tl.lag else tl.load_end)
+
+    # What the networks saw: (owner, network, target) -> wall times of each creation.
+    made: dict[tuple[str, str, str], list[float]] = {}
+    for c in nets.bluesky.created:
+        o, t = by_did.get(c.did), by_did.get(c.subject)
+        key = (o.user_id if o else c.did, "bluesky", t.user_id if t else c.subject)
+        made.setdefault(key, []).append(c.at)
+    for f in nets.mastodon.follow_calls:
+        o, t = by_acct.get(f.follower.lower()), by_acct.get(f.target.lower())
+        key = (o.user_id if o else f.follower, "mastodon", t.user_id if t else f.target)
+        if f.new:
+            made.setdefault(key, []).append(f.at)
+        else:
+            v.redundant_calls += 1
+    v.duplicates = sum(len(ts) - 1 for ts in made.values())
+    v.violations.update(f"bluesky:{x.limit}" for x in nets.bluesky.violations)
+    v.violations.update(f"mastodon:{x.limit}" for x in nets.mastodon.violations)
+
+    required: set[tuple[str, str, str]] = set()
+    rows: list[tuple[float, float, float]] = []  # start, latency, min
+    for p in pop.people:
+        if p.hostile:
+            v.hostile += 1
+            continue
+        if p.user_id in erased or p.user_id not in tl.uploads:
+            continue
+        for net in p.networks():
+            if (p.user_id, net) not in tl.links:
+                continue
+            start = max(tl.uploads[p.user_id][0], tl.links[(p.user_id, net)])
+            targets = [
+                t
+                for t in pop.platform_followings(p.index)
+                if net in t.networks() and t.user_id not in erased and (t.user_id, net) in tl.links
+            ]
+            forward_last, n_forward = start, 0
+            for t in targets:
+                key = (p.user_id, net, t.user_id)
+                required.add(key)
+                if tl.links[(t.user_id, net)] < start:
+                    n_forward += 1
+                    # NOTE: a follow never made counts as made at the end of the run (censored).
+                    forward_last = max(forward_last, min(made[key]) if key in made else end)
+            got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
+            v.allowed += min(len(targets), limit_capacity(net, start, end, factor))
+            r, m = v.by_network.get(net, (0, 0))
+            v.by_network[net] = (r + len(targets), m + got)
+            if n_forward:
+                rows.append((start, forward_last - start, limit_min(net, n_forward, start, factor)))
+    v.required = len(required)
+    v.made_required = sum(1 for k in required if k in made)
+    v.lost = sorted(k for k in required if k not in made)
+    for key, ts in made.items():
+        owner, _, target = key
+        if key in required:
+            continue
+        hit = [
+            t
+            for t in ts
+            if (owner in tl.erased and t > tl.erased[owner] + ERASE_GRACE_S)
+            or (target in tl.erased and t > tl.erased[target] + ERASE_GRACE_S)
+        ]
+        v.erased_violations += len(hit)
+        if owner not in erased and target not in erased:
+            v.unexpected += len(ts)
+
+    # Latency vs what the limits allow, above the pipeline's own floor (the unloaded latency
+    # of the first arrivals, whose follows the limits do not delay), both measured here.
+    rows.sort()
+    early = [lat for _, lat, m in rows[: max(5, len(rows) // 10)] if m == 0]
+    v.floor_s = statistics.median(early) if early else min((r[1] for r in rows), default=0.0)
+    for _, lat, m in rows:
+        v.latency.append(lat)
+        v.minimum.append(m)
+        v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
+
+    objects = leftovers.get("objects") or []
+    v.objects_left = len(objects)  # type: ignore[arg-type]
+    dlq = leftovers.get("dlq") or []
+    v.dlq_total = len(dlq)  # type: ignore[arg-type]
+    v.dlq_unexpected = [d for d in dlq if not (people.get(d[0]) and people[d[0]].hostile)]  # type: ignore[union-attr]
+    return v

@@ -1,0 +1,356 @@
+"""The driver: plays the population's day against the running platform, and watches it.
+
+It does what the gateway would do for each person, on the bus (the gateway's X sign-in and
+upload API need a browser session; the messages and rows are the same): a `users` row with a
+proven X id + `identity.proven` + `consent.changed` (automatic reconnection on), the archive put
+in the `archives` object store + `archive.uploaded`, later each account linked (a Bluesky
+session created on the simulated PDS, or a Mastodon token; stored encrypted in `identities`)
++ `identity.linked`, re-uploads and `user.erase`. Every step retries across a NATS or
+PostgreSQL restart. Meanwhile it samples each durable's lag and each service's peak memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import nats
+from nats.js.api import ObjectMeta
+
+from bench.exodus.loopback import LoopbackServer
+from bench.exodus.orchestra import Orchestra
+from bench.exodus.population import Person, Population
+from bench.exodus.sim_bluesky import BlueskySim
+from bench.exodus.sim_mastodon import MastodonSim
+from hqx import subjects
+from hqx.crypto import TokenCipher
+from hqx.messages import (
+    ArchiveUploaded,
+    ConsentChanged,
+    IdentityLinked,
+    IdentityProven,
+    Message,
+    UserEraseRequested,
+)
+from hqx.settings import ServiceSettings
+from hqx.subjects import CONSUMERS, Network, Stream
+
+log = logging.getLogger(__name__)
+PDS_HOSTS = [f"127.0.0.{n}" for n in range(2, 6)]
+
+
+def instance_addresses(n: int) -> list[str]:
+    return [f"127.0.0.{10 + k}" for k in range(n)]
+
+
+@dataclass
+class Networks:
+    """The simulated networks of a run, served on loopback from threads of this process."""
+
+    factor: float
+    instances: int
+    bluesky: BlueskySim = field(init=False)
+    mastodon: MastodonSim = field(init=False)
+    _servers: list[LoopbackServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bluesky = BlueskySim(self.factor)
+        self.mastodon = MastodonSim(self.factor)
+
+    def start(self) -> Networks:
+        self._servers = [
+            LoopbackServer(self.bluesky.app(), PDS_HOSTS).start(),
+            LoopbackServer(self.mastodon.app(), instance_addresses(self.instances)).start(),
+        ]
+        return self
+
+    def pds_url(self, p: Person) -> str:
+        return self._servers[0].url(PDS_HOSTS[p.index % len(PDS_HOSTS)])
+
+    def instance_url(self, p: Person) -> str:
+        assert p.mastodon_instance is not None
+        return self._servers[1].url(instance_addresses(self.instances)[p.mastodon_instance])
+
+    def acct(self, p: Person) -> str:
+        return f"{p.username}@{self.instance_url(p).removeprefix('http://')}"
+
+    def register(self, pop: Population) -> None:
+        """Everyone already has their accounts on the networks before the day starts."""
+        for p in pop.people:
+            if p.bluesky:
+                host = PDS_HOSTS[p.index % len(PDS_HOSTS)]
+                self.bluesky.add_account(p.did, p.handle, f"pw-{p.user_id}", host)
+            if p.mastodon_instance is not None:
+                domain = self.instance_url(p).removeprefix("http://")
+                self.mastodon.add_account(
+                    p.username, domain, f"tok-{p.user_id}", max(1, p.followers_declared // 5)
+                )
+
+    def drop(self, seconds: float) -> None:
+        until = time.time() + seconds
+        self.bluesky.down_until = until
+        self.mastodon.down_until = until
+
+    def stop(self) -> None:
+        for s in self._servers:
+            s.stop()
+
+
+@dataclass
+class Timeline:
+    """What the driver did, in wall-clock seconds (time.time())."""
+
+    t0: float = 0.0
+    uploads: dict[str, list[float]] = field(default_factory=dict)
+    links: dict[tuple[str, str], float] = field(default_factory=dict)
+    erased: dict[str, float] = field(default_factory=dict)
+    lag: list[dict[str, Any]] = field(default_factory=list)  # {t, durable: (pending, acked)}
+    chaos: list[tuple[float, str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    load_end: float = 0.0
+    drained_at: float | None = None
+
+
+async def retrying(what: str, fn: Callable[[], Awaitable[Any]], tl: Timeline, budget_s=120.0):
+    """Retry one step across a server restart; give up (and record it) after `budget_s`."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except Exception as e:
+            if time.monotonic() > deadline:
+                tl.failures.append(f"{what}: {type(e).__name__}: {str(e)[:120]}")
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+
+@dataclass
+class Driver:
+    pop: Population
+    orchestra: Orchestra
+    networks: Networks
+    factor: float
+    concurrency: int = 32
+    tl: Timeline = field(default_factory=Timeline)
+    nc: Any = None
+    js: Any = None
+    pool: asyncpg.Pool | None = None
+    cipher: TokenCipher | None = None
+
+    def wall(self, network_s: float) -> float:
+        return self.tl.t0 + network_s / self.factor
+
+    async def connect(self) -> None:
+        env = self.orchestra.stack.env
+        self.nc = await nats.connect(
+            env["NATS_URL"], max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="bench"
+        )
+        self.js = self.nc.jetstream(timeout=10)
+        self.pool = await asyncpg.create_pool(env["DATABASE_URL"], min_size=2, max_size=16)
+        self.cipher = TokenCipher(ServiceSettings().token_keys)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.close()
+        with contextlib.suppress(Exception):
+            await self.pool.close()  # type: ignore[union-attr]
+
+    # --- one person's steps -------------------------------------------------------------
+
+    async def _publish(self, subject: str, msg: Message, msg_id: str) -> None:
+        await self.js.publish(subject, msg.to_bytes(), headers={"Nats-Msg-Id": msg_id})
+
+    async def sign_in(self, p: Person) -> None:
+        assert self.pool is not None
+        await self.pool.execute(
+            "insert into users (id, x_account_id, x_username, x_proven, x_proven_at)"
+            " values ($1, $2, $3, true, now()) on conflict (id) do nothing",
+            p.user_id,
+            p.x_id,
+            p.username,
+        )
+        uid = p.user_id
+        proven = IdentityProven(user_id=uid, x_account_id=str(p.x_id), x_username=p.username)
+        await self._publish(subjects.identity_proven(uid), proven, f"proven-{uid}")
+        consent = ConsentChanged(user_id=uid, auto_reconnect={Network(n): True for n in Network})
+        await self._publish(subjects.consent_changed(uid), consent, f"consent-{uid}")
+
+    async def upload(self, p: Person, n: int) -> None:
+        data = self.pop.archive(p.index)
+        name = f"{p.user_id}/bench{n}"
+        store = await self.js.object_store(subjects.ARCHIVE_BUCKET)
+        await store.put(name, io.BytesIO(data), meta=ObjectMeta(name=name))
+        msg = ArchiveUploaded(
+            user_id=p.user_id,
+            object_name=name,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            proven_x_account_id=str(p.x_id),
+        )
+        await self._publish(subjects.archive_uploaded(p.user_id), msg, f"upload-{name}")
+
+    async def link(self, p: Person, network: str) -> None:
+        assert self.pool is not None and self.cipher is not None
+        if network == "bluesky":
+            from services.bluesky_adapter.client import create_session
+
+            url = self.networks.pds_url(p)
+            s = await create_session(url, p.handle, f"pw-{p.user_id}")
+            secret, account, handle = s.session.get_secret_value(), p.did, p.handle
+            auth = "app_password"
+        else:
+            url = self.networks.instance_url(p)
+            secret = json.dumps({"access_token": f"tok-{p.user_id}"})
+            account = handle = self.networks.acct(p)
+            auth = "oauth"
+        await self.pool.execute(
+            "insert into identities (user_id, network, account, handle, instance, auth_kind,"
+            " token_cipher, status) values ($1, $2, $3, $4, $5, $6, $7, 'active')"
+            " on conflict (user_id, network) do nothing",
+            p.user_id,
+            network,
+            account,
+            handle,
+            url,
+            auth,
+            self.cipher.encrypt(secret),
+        )
+        msg = IdentityLinked(
+            user_id=p.user_id,
+            network=Network(network),
+            account=account,
+            handle=handle,
+            instance=url,
+        )
+        await self._publish(subjects.identity_linked(p.user_id), msg, f"link-{p.user_id}-{network}")
+
+    async def erase(self, p: Person) -> None:
+        msg = UserEraseRequested(user_id=p.user_id)
+        await self._publish(subjects.user_erase(p.user_id), msg, f"erase-{p.user_id}")
+
+    # --- the day ------------------------------------------------------------------------
+
+    def schedule(self) -> list[tuple[float, int, str, Person, str]]:
+        """(wall time, order, step, person, arg) for every step of every person."""
+        out: list[tuple[float, int, str, Person, str]] = []
+        for p in self.pop.people:
+            out.append((self.wall(p.arrival_s), 0, "arrive", p, ""))
+            for net in p.networks():
+                out.append((self.wall(p.arrival_s + p.link_delay_s), 1, "link", p, net))
+            if p.reupload_at_s is not None:
+                out.append((self.wall(p.reupload_at_s), 2, "reupload", p, ""))
+            if p.erase_at_s is not None:
+                out.append((self.wall(p.erase_at_s), 3, "erase", p, ""))
+        out.sort(key=lambda x: (x[0], x[1], x[3].index))
+        return out
+
+    async def _step(self, step: str, p: Person, arg: str, sem: asyncio.Semaphore) -> None:
+        async with sem:
+            tl = self.tl
+            if step == "arrive":
+                await retrying(f"sign_in {p.user_id}", lambda: self.sign_in(p), tl)
+                t = time.time()
+                ok = await retrying(f"upload {p.user_id}", lambda: self._ok(self.upload(p, 1)), tl)
+                if ok:
+                    tl.uploads.setdefault(p.user_id, []).append(t)
+            elif step == "link":
+                ok = await retrying(
+                    f"link {p.user_id} {arg}", lambda: self._ok(self.link(p, arg)), tl
+                )
+                if ok:
+                    tl.links[(p.user_id, arg)] = time.time()
+            elif step == "reupload":
+                t = time.time()
+                if await retrying(f"reupload {p.user_id}", lambda: self._ok(self.upload(p, 2)), tl):
+                    tl.uploads.setdefault(p.user_id, []).append(t)
+            elif step == "erase":
+                t = time.time()
+                if await retrying(f"erase {p.user_id}", lambda: self._ok(self.erase(p)), tl):
+                    tl.erased[p.user_id] = t
+
+    @staticmethod
+    async def _ok(aw: Awaitable[Any]) -> bool:
+        await aw
+        return True
+
+    async def play(self) -> None:
+        """Run every step at its time; returns when the last step is done."""
+        sem = asyncio.Semaphore(self.concurrency)
+        tasks: list[asyncio.Task[None]] = []
+        for at, _, step, p, arg in self.schedule():
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self._step(step, p, arg, sem)))
+        await asyncio.gather(*tasks)
+        self.tl.load_end = time.time()
+
+    async def sample_lag(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for c in CONSUMERS:
+            with contextlib.suppress(Exception):
+                info = await self.js.consumer_info(c.stream.value, c.durable, timeout=2)
+                out[c.durable] = (
+                    int(info.num_pending or 0) + int(info.num_ack_pending or 0),
+                    int(info.ack_floor.consumer_seq or 0) if info.ack_floor else 0,
+                )
+        return out
+
+    async def watch(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
+        while not stop.is_set():
+            lag = await self.sample_lag()
+            if lag:
+                self.tl.lag.append({"t": time.time(), **lag})
+            self.orchestra.sample_rss()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+
+    async def drain(self, timeout_s: float, quiet_samples: int = 6) -> bool:
+        """Wait until every durable has nothing pending or unacked for a while."""
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while time.monotonic() < deadline:
+            lag = await self.sample_lag()
+            busy = sum(v[0] for v in lag.values())
+            quiet = quiet + 1 if lag and busy == 0 else 0
+            if quiet >= quiet_samples:
+                self.tl.drained_at = time.time()
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    async def leftovers(self) -> dict[str, Any]:
+        """Objects still in the archive bucket, and the DLQ's dead letters by user."""
+        out: dict[str, Any] = {"objects": [], "dlq": []}
+        store = await self.js.object_store(subjects.ARCHIVE_BUCKET)
+        with contextlib.suppress(Exception):  # "no objects" is an error in nats-py
+            out["objects"] = [o.name for o in await store.list() if not o.deleted]
+        sub = await self.js.subscribe(
+            subjects.STREAM_BY_NAME[Stream.DLQ].subjects[0],
+            stream=Stream.DLQ.value,
+            ordered_consumer=True,
+            deliver_policy=nats.js.api.DeliverPolicy.ALL,
+        )
+        info = await self.js.stream_info(Stream.DLQ.value)
+        for _ in range(int(info.state.messages)):
+            try:
+                m = await sub.next_msg(timeout=5)
+            except Exception:
+                break
+            body = json.loads(m.data)
+            out["dlq"].append(
+                (subjects.user_id_of(m.subject), body.get("service"), body.get("reason"))
+            )
+        await sub.unsubscribe()
+        return out

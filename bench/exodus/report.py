@@ -1,0 +1,234 @@
+"""BENCHMARKS.md section (markdown tables) and PNG plots under bench/results/ for exodus runs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.exodus.check import Verdict, pct
+from bench.exodus.driver import Timeline
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@dataclass
+class RunResult:
+    label: str  # "1 replica", "2 replicas", "chaos (2 replicas)"
+    replicas: int
+    chaos: bool
+    users: int
+    factor: float
+    verdict: Verdict
+    timeline: Timeline
+    peak_rss_mb: dict[str, float]
+    missing_services: list[str]
+    not_ready: list[str]
+    wall_s: float
+    throughput: dict[str, float] = field(default_factory=dict)  # durable -> acked msgs/s
+
+
+def throughput(tl: Timeline) -> dict[str, float]:
+    """Messages acked per wall second by each durable between the first and last sample."""
+    if len(tl.lag) < 2:
+        return {}
+    first, last = tl.lag[0], tl.lag[-1]
+    out = {}
+    for k, v in last.items():
+        if k == "t" or k not in first:
+            continue
+        done = v[1] - first[k][1]
+        busy = [s["t"] for s in tl.lag if k in s and s[k][0] > 0]
+        span = (max(busy) - tl.t0) if busy else (last["t"] - first["t"])
+        out[k] = done / span if span > 0 else float("nan")
+    return out
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def plots(results: list[RunResult]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    for r in results:
+        tl = r.timeline
+        if not tl.lag:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4))
+        durables = sorted({k for s in tl.lag for k in s if k != "t"})
+        for d in durables:
+            xs = [(s["t"] - tl.t0) * r.factor / 3600 for s in tl.lag if d in s]
+            ys = [s[d][0] for s in tl.lag if d in s]
+            ax.plot(xs, ys, label=d)
+        for t, what in tl.chaos:
+            ax.axvline((t - tl.t0) * r.factor / 3600, color="grey", alpha=0.3)
+            ax.text(
+                (t - tl.t0) * r.factor / 3600, ax.get_ylim()[1] * 0.9, what, rotation=90, fontsize=6
+            )
+        ax.set_xlabel("network hours since the start of the day")
+        ax.set_ylabel("pending + unacked messages")
+        ax.set_title(f"exodus: consumer lag per stage ({r.label})")
+        ax.legend(fontsize=7)
+        path = (
+            RESULTS
+            / f"exodus-lag-{r.label.replace(' ', '-').replace('(', '').replace(')', '')}.png"
+        )
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out.append(path)
+    r0 = next((r for r in results if r.verdict.ratios), None)
+    if r0 is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in results:
+            if r.verdict.ratios:
+                s = sorted(r.verdict.ratios)
+                ax.plot(s, [i / len(s) for i in range(1, len(s) + 1)], label=r.label)
+        ax.axvline(1.1, color="red", alpha=0.5, label="target 1.1")
+        ax.set_xscale("log")
+        ax.set_xlabel("upload-to-last-follow / (limit minimum + pipeline floor)")
+        ax.set_ylabel("share of users x networks")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = RESULTS / "exodus-latency-ratio-cdf.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
+    lines = [
+        "## exodus",
+        "",
+        f"Command: `{command}`. Whole pipeline, every service its own process, against simulated",
+        "Bluesky PDSs and Mastodon instances enforcing ARCHITECTURE §6 limits with time",
+        "compressed by the factor below. Users are driven on the bus (see bench/exodus/driver.py).",
+        "Ratios are to limits or baselines measured in the same run.",
+        "",
+        "| run | users | factor | required follows | made / allowed | violations | duplicates |"
+        " lost | after-erase | p50 ratio | p99 ratio | raw archives left | DLQ (unexpected) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        v = r.verdict
+        lines.append(
+            f"| {r.label} | {r.users} | {r.factor:g} | {v.required} | {_f(v.made_over_allowed, 3)}"
+            f" ({v.made_required}/{v.allowed}) | {sum(v.violations.values())} | {v.duplicates} |"
+            f" {len(v.lost)} | {v.erased_violations} | {_f(pct(v.ratios, 0.5))} |"
+            f" {_f(pct(v.ratios, 0.99))} | {v.objects_left} | {v.dlq_total}"
+            f" ({len(v.dlq_unexpected)}) |"
+        )
+    lines += [
+        "",
+        "Upload-to-last-follow (forward matches) in network minutes, and the limits' minimum:",
+        "",
+    ]
+    lines += [
+        "| run | floor (pipeline, unloaded) | p50 | p99 | p50 minimum | p99 minimum |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        v, k = r.verdict, r.factor / 60
+        lines.append(
+            f"| {r.label} | {_f(v.floor_s * k, 1)} | {_f(pct(v.latency, 0.5) * k, 1)} |"
+            f" {_f(pct(v.latency, 0.99) * k, 1)} | {_f(pct(v.minimum, 0.5) * k, 1)} |"
+            f" {_f(pct(v.minimum, 0.99) * k, 1)} |"
+        )
+    durables = sorted({d for r in results for d in r.throughput})
+    if durables:
+        lines += [
+            "",
+            "Throughput (messages acked per wall second) and peak RSS (MB, max over replicas):",
+            "",
+        ]
+        lines += ["| stage | " + " | ".join(r.label for r in results) + " |"]
+        lines += ["|---|" + "---|" * len(results)]
+        for d in durables:
+            lines.append(
+                f"| {d} | "
+                + " | ".join(_f(r.throughput.get(d, float("nan"))) for r in results)
+                + " |"
+            )
+        services = sorted({s for r in results for s in r.peak_rss_mb})
+        for s in services:
+            lines.append(
+                f"| RSS {s} | "
+                + " | ".join(_f(r.peak_rss_mb.get(s, float("nan")), 0) for r in results)
+                + " |"
+            )
+        one = next((r for r in results if r.replicas == 1 and not r.chaos), None)
+        two = next((r for r in results if r.replicas == 2 and not r.chaos), None)
+        if one and two:
+            lines += [
+                "",
+                "2 vs 1 replicas, acked msgs/s ratio: "
+                + ", ".join(
+                    f"{d} {_f(two.throughput.get(d, float('nan')) / one.throughput[d])}"
+                    for d in durables
+                    if one.throughput.get(d)
+                ),
+            ]
+    for r in results:
+        notes = []
+        if r.missing_services:
+            notes.append(
+                f"services without an entry point (not run): {', '.join(r.missing_services)}"
+            )
+        if r.not_ready:
+            notes.append(f"replicas not ready: {', '.join(r.not_ready)}")
+        if r.timeline.failures:
+            notes.append(
+                f"driver steps that failed: {len(r.timeline.failures)}"
+                f" (first: {r.timeline.failures[0]})"
+            )
+        if r.timeline.drained_at is None:
+            notes.append("the pipeline did NOT drain before the deadline")
+        if r.timeline.chaos:
+            notes.append("chaos: " + ", ".join(w for _, w in r.timeline.chaos))
+        checks = r.verdict.passed()
+        notes.append(
+            "checks: " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in checks.items())
+        )
+        lines += ["", f"- **{r.label}** ({r.wall_s:.0f} s wall): " + "; ".join(notes)]
+    for img in images:
+        lines += ["", f"![{img.stem}](bench/results/{img.name})"]
+    return "\n".join(lines)
+
+
+def summary(results: list[RunResult]) -> str:
+    parts = []
+    for r in results:
+        v = r.verdict
+        parts.append(
+            f"[{r.label}] made/allowed={_f(v.made_over_allowed, 3)}"
+            f" violations={sum(v.violations.values())}"
+            f" dup={v.duplicates} lost={len(v.lost)} p99_ratio={_f(pct(v.ratios, 0.99))}"
+        )
+    return "exodus: " + " ".join(parts)
+
+
+def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": r.label,
+            "required": r.verdict.required,
+            "made": r.verdict.made_required,
+            "allowed": r.verdict.allowed,
+            "violations": dict(r.verdict.violations),
+            "duplicates": r.verdict.duplicates,
+            "lost": len(r.verdict.lost),
+            "p50_ratio": pct(r.verdict.ratios, 0.5),
+            "p99_ratio": pct(r.verdict.ratios, 0.99),
+            "throughput": r.throughput,
+            "peak_rss_mb": r.peak_rss_mb,
+        }
+        for r in results
+    ]
