@@ -47,11 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"exodus{'-chaos' if args.chaos else ''}.json").write_text(
         json.dumps(as_json(results), indent=2, default=str)
     )
-    cmd = (
-        "python -m bench.exodus"
-        + (" --quick" if args.quick else "")
-        + (" --chaos" if args.chaos else "")
-    )
+    cmd = " ".join(["python -m bench.exodus", *(argv if argv is not None else sys.argv[1:])])
     print(markdown(results, images, cmd))
     print(summary(results))
     ok = all(all(r.verdict.passed().values()) for r in results)
