@@ -36,6 +36,7 @@ class Settings(ServiceSettings):
     # Mastodon linking (passed to the adapter's linking code): local instances for tests only.
     mastodon_allow_local: bool = False
     mastodon_ca_bundle: str | None = None
+    bluesky_allow_local: bool = False
     # Bluesky PDS used when a person does not name one.
     default_pds_url: str = "https://bsky.social"
 

@@ -7,8 +7,11 @@ then announces the link on the bus (tokens never travel on it).
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from types import ModuleType
+from urllib.parse import urlsplit
 
+import httpx
 from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field, SecretStr
@@ -75,6 +78,29 @@ async def announce_link(svc: SvcDep, user: str, network: Network) -> LinkedOut:
     return LinkedOut(network=network, account=row["account"], handle=row["handle"])
 
 
+def pds_address(given: str | None, settings: SettingsDep) -> str:
+    """The PDS to log in to. Only public https servers, so nobody makes us call our own network
+    (local http servers are allowed in tests and development)."""
+    raw = (given or "").strip().rstrip("/") or settings.default_pds_url
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    local = host in ("localhost",) or _is_ip(host)
+    ok = parts.scheme in ("http", "https") and host and not parts.query and not parts.fragment
+    if ok and not settings.bluesky_allow_local:
+        ok = parts.scheme == "https" and not local
+    if not ok:
+        raise ApiError(Reason.INVALID_INSTANCE, "give the address of your Bluesky server", 422)
+    return raw
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _link_error(e: HqxError, network: str) -> ApiError:
     """The adapter's reason, in the person's terms: credentials refused, or network down."""
     if e.code in (Reason.SESSION_REVOKED, Reason.INVALID_CREDENTIALS):
@@ -89,6 +115,7 @@ async def link_bluesky(
     body: BlueskyIn, user: CurrentUser, svc: SvcDep, settings: SettingsDep
 ) -> LinkedOut:
     linking = _module("services.bluesky_adapter.linking")
+    pds = pds_address(body.pds_url, settings)
     try:
         await linking.link_app_password(
             svc.pool,
@@ -96,10 +123,14 @@ async def link_bluesky(
             user,
             body.identifier.strip(),
             body.app_password,
-            (body.pds_url or "").strip() or settings.default_pds_url,
+            pds,
         )
     except HqxError as e:
         raise _link_error(e, "Bluesky") from e
+    except httpx.HTTPError as e:
+        raise ApiError(
+            Reason.NETWORK_UNAVAILABLE, "the Bluesky server is not answering", 502
+        ) from e
     return await announce_link(svc, user, Network.BLUESKY)
 
 
