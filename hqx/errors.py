@@ -35,6 +35,9 @@ class Reason(StrEnum):
     OWNER_MISMATCH = "owner_mismatch"
     ARCHIVE_MISSING = "archive_missing"
     TOO_LARGE = "too_large"
+    ZIP_CORRUPT = "zip_corrupt"  # CRC/size mismatch, central directory disagrees, trailing data
+    UNSUPPORTED_ZIP = "unsupported_zip"  # compression method or layout we cannot stream
+    OWNER_MISSING = "owner_missing"  # neither data/manifest.js nor data/account.js names the owner
     # --- follows (adapters) -------------------------------------------------------------
     TARGET_NOT_FOUND = "target_not_found"
     TARGET_DELETED = "target_deleted"
