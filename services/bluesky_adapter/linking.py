@@ -10,7 +10,14 @@ import asyncpg
 from pydantic import SecretStr
 
 from hqx.crypto import TokenCipher
+from hqx.errors import HqxError, Reason
 from services.bluesky_adapter import client, identity
+
+
+class LinkError(HqxError):
+    """Linking failed; `code` is the stable reason shown to the person."""
+
+    http_status = 422
 
 
 async def link_app_password(
@@ -23,9 +30,14 @@ async def link_app_password(
 ) -> tuple[str, str]:
     """Log in once, store the session encrypted, return (did, handle).
 
-    Raises `client.SessionInvalidError` (wrong password: `session_revoked` code is reused for
-    "credentials refused") or `client.UnavailableError` (PDS unreachable).
+    Raises `LinkError` with code `invalid_credentials` (refused login) or
+    `network_unavailable` (PDS unreachable, or it failed).
     """
-    info = await client.create_session(pds_url, identifier, app_password)
+    try:
+        info = await client.create_session(pds_url, identifier, app_password)
+    except (client.SessionInvalidError, client.RejectedError) as e:
+        raise LinkError(Reason.INVALID_CREDENTIALS, e.message) from e
+    except client.BlueskyError as e:
+        raise LinkError(Reason.NETWORK_UNAVAILABLE, e.message) from e
     await identity.upsert(pool, cipher, user_id, info.did, info.handle, pds_url, info.session)
     return info.did, info.handle
