@@ -182,6 +182,11 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
             notes.append(
                 f"services without an entry point (not run): {', '.join(r.missing_services)}"
             )
+            if "ingest" in r.missing_services:
+                notes.append(
+                    "INGEST STAND-IN: the driver stored each graph from the population and"
+                    " published graph.ingested / archive.rejected itself (zips not parsed)"
+                )
         if r.not_ready:
             notes.append(f"replicas not ready: {', '.join(r.not_ready)}")
         if r.timeline.failures:
@@ -190,7 +195,9 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
                 f" (first: {r.timeline.failures[0]})"
             )
         if r.timeline.drained_at is None:
-            notes.append("the pipeline did NOT drain before the deadline")
+            last = r.timeline.lag[-1] if r.timeline.lag else {}
+            busy = ", ".join(f"{k}={v[0]}" for k, v in last.items() if k != "t" and v[0])
+            notes.append(f"the pipeline did NOT drain before the deadline ({busy})")
         if r.timeline.chaos:
             notes.append("chaos: " + ", ".join(w for _, w in r.timeline.chaos))
         checks = r.verdict.passed()
