@@ -32,7 +32,12 @@ class ProgressHub:
         self._listeners: dict[str, set[asyncio.Event]] = defaultdict(set)
 
     async def start(self) -> None:
-        for subject in STREAM_BY_NAME[Stream.EVENTS].subjects:
+        # NOTE: archive.uploaded lives in ARCHIVES (a work queue); a core subscription sees it too.
+        wanted = (
+            *STREAM_BY_NAME[Stream.EVENTS].subjects,
+            *STREAM_BY_NAME[Stream.ARCHIVES].subjects,
+        )
+        for subject in wanted:
             self._subs.append(await self._nc.subscribe(subject, cb=self._on_event))
 
     async def stop(self) -> None:
