@@ -69,7 +69,7 @@ async def create(
             )
         if active["total"] + size > lim.max_bytes:
             raise ApiError(Reason.TOO_LARGE, "your uploads in progress exceed your quota", 413)
-        return await conn.fetchrow(
+        row = await conn.fetchrow(
             _INSERT,
             upload_id,
             user_id,
@@ -78,6 +78,9 @@ async def create(
             size,
             slimmed,
         )
+    # A new upload has no chunks yet: this process knows its state without asking the store.
+    _live[row["id"]] = WriteState()
+    return row
 
 
 async def get(pool: asyncpg.Pool, user_id: str, upload_id: str) -> asyncpg.Record:

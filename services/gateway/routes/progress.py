@@ -16,6 +16,8 @@ from services.gateway.deps import CurrentUser, SvcDep
 
 router = APIRouter(prefix="/api/me", tags=["me"])
 KEEPALIVE_S = 15.0
+# Re-read progress now and then even without an event (a missed event costs at most this).
+REREAD_EVERY = 4
 
 
 @router.get(
@@ -31,18 +33,22 @@ async def progress_stream(request: Request, user: CurrentUser, svc: SvcDep) -> S
         wake = hub.listen(user)
         metrics.SSE_STREAMS_OPEN.inc()
         last = None
+        quiet = 0
         try:
             yield "retry: 3000\n\n"
             while True:
-                doc = json.dumps(await progress.snapshot(svc.pool, user), default=str)
-                if doc != last:
-                    last = doc
-                    yield f"event: progress\ndata: {doc}\n\n"
-                else:
-                    yield ": keep-alive\n\n"
-                wake.clear()
+                if last is None or wake.is_set() or quiet >= REREAD_EVERY:
+                    wake.clear()
+                    quiet = 0
+                    doc = json.dumps(await progress.snapshot(svc.pool, user), default=str)
+                    if doc != last:
+                        last = doc
+                        yield f"event: progress\ndata: {doc}\n\n"
+                        continue
+                yield ": keep-alive\n\n"
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), KEEPALIVE_S)
+                quiet = 0 if wake.is_set() else quiet + 1
         finally:
             hub.forget(user, wake)
             metrics.SSE_STREAMS_OPEN.dec()
