@@ -1,0 +1,367 @@
+"""A streaming zip reader that trusts nothing: local headers in order, then the central directory.
+
+Why not stream-unzip: it must inflate every member to move past it (tweets, media), it does not
+expose member offsets, and it ignores the central directory. Here a member we do not need is
+skipped without inflating when its size is known, and the central directory (read in order at
+the end of the stream) is cross-checked against the local headers we saw: this is how
+overlapping-entry bombs, hidden entries, symlinks (only the central directory carries the
+external attributes) and truncation of the directory itself are caught, in one pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hqx.errors import ArchiveRejectedError, Reason
+from services.ingest.bytesource import ByteSource
+from services.ingest.limits import Limits
+from services.ingest.zipnames import check_name, decode_name
+
+LOCAL = b"PK\x03\x04"
+CENTRAL = b"PK\x01\x02"
+EOCD = b"PK\x05\x06"
+EOCD64 = b"PK\x06\x06"
+EOCD64_LOCATOR = b"PK\x06\x07"
+DESCRIPTOR = b"PK\x07\x08"
+_LOCAL = struct.Struct("<HHHHHIIIHH")  # after the signature
+_CENTRAL = struct.Struct("<HHHHHHIIIHHHHHII")
+_EOCD = struct.Struct("<HHHHIIH")
+_EOCD64 = struct.Struct("<QHHIIQQQQ")
+_U32 = 0xFFFFFFFF
+STORED, DEFLATED = 0, 8
+_STEP = 256 * 1024
+S_IFMT, S_IFLNK = 0o170000, 0o120000
+
+
+def reject(code: Reason, message: str) -> ArchiveRejectedError:
+    return ArchiveRejectedError(code, message)
+
+
+def _zip64_values(extra: bytes, wanted: list[bool]) -> list[int | None]:
+    """Values of the zip64 extra field (0x0001), in order, for the fields marked 0xFFFFFFFF."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        body = extra[pos + 4 : pos + 4 + size]
+        pos += 4 + size
+        if tag != 1:
+            continue
+        out: list[int | None] = []
+        off = 0
+        for w in wanted:
+            if w and off + 8 <= len(body):
+                out.append(struct.unpack_from("<Q", body, off)[0])
+                off += 8
+            else:
+                out.append(None)
+        return out
+    return [None] * len(wanted)
+
+
+@dataclass
+class LocalEntry:
+    name: str
+    offset: int
+    flags: int
+    method: int
+    crc: int
+    csize: int | None  # None: only the data descriptor knows
+    usize: int | None
+    zip64: bool
+    end: int = 0  # offset just past the data (and descriptor)
+    actual_crc: int | None = None
+    actual_usize: int | None = None
+    actual_csize: int | None = None
+
+
+class Member:
+    """One local entry: inflate it with caps (`chunks`), or pass over it (`skip`)."""
+
+    def __init__(self, reader: ZipReader, entry: LocalEntry) -> None:
+        self._r = reader
+        self.entry = entry
+        self.name = entry.name
+        self._fed = 0
+        self._gen: Iterator[bytes] | None = None
+        self._done = False
+        self._failed = False
+        self._descriptor_read = False
+
+    @property
+    def can_skip_raw(self) -> bool:
+        return self.entry.csize is not None
+
+    def chunks(self) -> Iterator[bytes]:
+        if self._gen is None:
+            self._gen = self._guarded()
+        return self._gen
+
+    def _guarded(self) -> Iterator[bytes]:
+        try:
+            yield from self._inflate()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def skip(self) -> None:
+        """Move past the member, inflating only when its end cannot be known otherwise."""
+        if self._done:
+            return
+        if self.entry.csize is None:
+            if self._gen is not None and self._failed:
+                raise reject(Reason.ZIP_CORRUPT, f"cannot find the end of {self.name}")
+            for _ in self.chunks():
+                pass
+            return
+        if self._gen is not None:
+            self._gen.close()
+        src, e = self._r.src, self.entry
+        src.skip(e.csize - self._fed, f"in {e.name}")
+        self._fed = e.csize
+        if e.flags & 0x08 and not self._descriptor_read:
+            self._read_descriptor(check=False)
+        self._finish(None, None)
+
+    def _finish(self, crc: int | None, usize: int | None) -> None:
+        e = self.entry
+        e.actual_crc, e.actual_usize, e.actual_csize = crc, usize, self._fed
+        e.end = self._r.src.offset
+        self._done = True
+
+    def _read_descriptor(self, *, check: bool, crc: int = 0, usize: int = 0) -> None:
+        src, e = self._r.src, self.entry
+        self._descriptor_read = True
+        head = src.read_exact(4, f"data descriptor of {e.name}")
+        if head == DESCRIPTOR:
+            head = src.read_exact(4, f"data descriptor of {e.name}")
+        size = 8 if e.zip64 else 4
+        sizes = src.read_exact(2 * size, f"data descriptor of {e.name}")
+        fmt = "<QQ" if size == 8 else "<II"
+        d_csize, d_usize = struct.unpack(fmt, sizes)
+        (d_crc,) = struct.unpack("<I", head)
+        if check and (d_crc != crc or d_usize != usize or d_csize != self._fed):
+            raise reject(Reason.ZIP_CORRUPT, f"{e.name} does not match its data descriptor")
+        e.crc, e.csize, e.usize = d_crc, d_csize, d_usize
+
+    def _inflate(self) -> Iterator[bytes]:
+        r, e, lim = self._r, self.entry, self._r.limits
+        src = r.src
+        d = zlib.decompressobj(-15) if e.method == DEFLATED else None
+        crc = 0
+        produced = 0
+        cap = lim.max_member_bytes if e.usize is None else min(e.usize, lim.max_member_bytes)
+        if e.usize is not None and e.usize > lim.max_member_bytes:
+            raise reject(Reason.ZIP_BOMB, f"{e.name} declares {e.usize} bytes once inflated")
+
+        def counted(out: bytes) -> bytes:
+            nonlocal crc, produced
+            produced += len(out)
+            r.inflated += len(out)
+            if produced > cap:
+                if e.usize is not None and produced > e.usize:
+                    raise reject(Reason.ZIP_CORRUPT, f"{e.name} inflates beyond its declared size")
+                raise reject(Reason.ZIP_BOMB, f"{e.name} inflates beyond {cap} bytes")
+            if r.inflated > lim.max_total_bytes:
+                raise reject(Reason.ZIP_BOMB, f"the archive inflates beyond {lim.max_total_bytes}")
+            if produced > lim.ratio_floor and produced > lim.max_ratio * max(self._fed, 1):
+                raise reject(Reason.ZIP_BOMB, f"{e.name} inflates more than {lim.max_ratio}x")
+            crc = zlib.crc32(out, crc)
+            return out
+
+        remaining = e.csize
+        try:
+            while d is None or not d.eof:
+                if remaining == 0:
+                    break
+                data = src.read_some(_STEP if remaining is None else min(_STEP, remaining))
+                if not data:
+                    raise reject(Reason.TRUNCATED, f"the archive is cut short (in {e.name})")
+                self._fed += len(data)
+                if remaining is not None:
+                    remaining -= len(data)
+                if d is None:
+                    yield counted(data)
+                    continue
+                out = d.decompress(data, _STEP)
+                while True:
+                    if out:
+                        yield counted(out)
+                    if not d.unconsumed_tail:
+                        break
+                    out = d.decompress(d.unconsumed_tail, _STEP)
+            if d is not None:
+                if not d.eof:
+                    raise reject(Reason.ZIP_CORRUPT, f"the compressed data of {e.name} is cut")
+                if d.unused_data:
+                    if remaining is not None:
+                        raise reject(Reason.ZIP_CORRUPT, f"{e.name} has data after its end")
+                    self._fed -= len(d.unused_data)
+                    src.unread(d.unused_data)
+        except zlib.error as exc:
+            raise reject(Reason.ZIP_CORRUPT, f"the compressed data of {e.name} is invalid") from exc
+        if e.flags & 0x08:
+            self._read_descriptor(check=True, crc=crc, usize=produced)
+        elif crc != e.crc or produced != e.usize:
+            raise reject(Reason.ZIP_CORRUPT, f"{e.name} is corrupt (CRC or size mismatch)")
+        self._finish(crc, produced)
+
+
+@dataclass(frozen=True)
+class CentralEntry:
+    name: str
+    offset: int
+    flags: int
+    crc: int
+    csize: int
+    usize: int
+    header_len: int  # 30 + name + extra of its local header, as far as the directory knows
+    symlink: bool
+
+
+class ZipReader:
+    """`members()` yields each local entry in stream order; `finish()` checks the directory."""
+
+    def __init__(self, src: ByteSource, limits: Limits) -> None:
+        self.src = src
+        self.limits = limits
+        self.inflated = 0
+        self.locals: list[LocalEntry] = []
+        self._next_sig = b""
+
+    def members(self) -> Iterator[Member]:
+        if self.src.at_eof():
+            raise reject(Reason.EMPTY_ARCHIVE, "the file is empty")
+        try:
+            sig = self.src.read_exact(4, "first header")
+        except ArchiveRejectedError:
+            raise reject(Reason.NOT_A_ZIP, "this file is not a zip archive") from None
+        if sig in (EOCD, EOCD64):
+            raise reject(Reason.EMPTY_ARCHIVE, "the zip contains no file")
+        if sig != LOCAL:
+            raise reject(Reason.NOT_A_ZIP, "this file is not a zip archive")
+        member: Member | None = None
+        while sig == LOCAL:
+            if len(self.locals) >= self.limits.max_entries:
+                raise reject(
+                    Reason.TOO_MANY_ENTRIES, f"more than {self.limits.max_entries} files in the zip"
+                )
+            member = self._local()
+            yield member
+            member.skip()  # no-op if the caller read it whole
+            sig = self.src.read_exact(4, "next header")
+        if sig not in (CENTRAL, EOCD64, EOCD):
+            raise reject(Reason.ZIP_CORRUPT, "unexpected data between the zip entries")
+        self._next_sig = sig
+
+    def _local(self) -> Member:
+        offset = self.src.offset - 4
+        (_, flags, method, _, _, crc, csize, usize, nlen, xlen) = _LOCAL.unpack(
+            self.src.read_exact(_LOCAL.size, "local header")
+        )
+        raw_name = self.src.read_exact(nlen, "file name")
+        extra = self.src.read_exact(xlen, "extra field")
+        name = check_name(decode_name(raw_name, flags))
+        if flags & (0x01 | 0x40 | 0x2000) or method == 99:
+            raise reject(Reason.ENCRYPTED, f"{name} is encrypted")
+        if method not in (STORED, DEFLATED):
+            raise reject(Reason.UNSUPPORTED_ZIP, f"{name} uses compression method {method}")
+        z_usize, z_csize = _zip64_values(extra, [usize == _U32, csize == _U32])
+        zip64 = z_usize is not None or z_csize is not None
+        usize = z_usize if z_usize is not None else usize
+        csize = z_csize if z_csize is not None else csize
+        known: int | None = csize
+        if flags & 0x08:
+            if method == DEFLATED:
+                known = None
+            elif csize == 0:
+                raise reject(
+                    Reason.UNSUPPORTED_ZIP, f"{name} is stored without a size: re-zip the archive"
+                )
+        entry = LocalEntry(
+            name, offset, flags, method, crc, known, None if known is None else usize, zip64
+        )
+        self.locals.append(entry)
+        return Member(self, entry)
+
+    # --- central directory ------------------------------------------------------------------
+    def finish(self) -> None:
+        """Read the central directory and end record; refuse anything that disagrees."""
+        src = self.src
+        cd_offset = src.offset - 4
+        sig = self._next_sig
+        central: list[CentralEntry] = []
+        while sig == CENTRAL:
+            if len(central) >= self.limits.max_entries:
+                raise reject(Reason.TOO_MANY_ENTRIES, "too many entries in the central directory")
+            if src.offset - cd_offset > self.limits.max_central_directory_bytes:
+                raise reject(Reason.TOO_MANY_ENTRIES, "the central directory is too large")
+            central.append(self._central())
+            sig = src.read_exact(4, "central directory")
+        cd_size = src.offset - 4 - cd_offset
+        totals: tuple[int, int, int] | None = None
+        if sig == EOCD64:
+            (size,) = struct.unpack("<Q", src.read_exact(8, "zip64 end record"))
+            if size < _EOCD64.size - 8 or size > 1 << 20:
+                raise reject(Reason.ZIP_CORRUPT, "invalid zip64 end record")
+            body = src.read_exact(size, "zip64 end record")
+            _, _, _, _, _, n_total, z_size, z_offset = _EOCD64.unpack_from(b"\0" * 8 + body)[1:]
+            totals = (n_total, z_size, z_offset)
+            sig = src.read_exact(4, "zip64 locator")
+            if sig == EOCD64_LOCATOR:
+                src.read_exact(16, "zip64 locator")
+                sig = src.read_exact(4, "end of central directory")
+        if sig != EOCD:
+            raise reject(Reason.ZIP_CORRUPT, "the central directory is followed by unknown data")
+        _, _, _, n_total, size32, offset32, clen = _EOCD.unpack(
+            src.read_exact(_EOCD.size, "end of central directory")
+        )
+        src.read_exact(clen, "zip comment")
+        if not src.at_eof():
+            raise reject(Reason.ZIP_CORRUPT, "data follows the end of the zip")
+        if totals is None:
+            totals = (n_total, size32, offset32)
+        if totals != (len(central), cd_size, cd_offset):
+            raise reject(Reason.ZIP_CORRUPT, "the end record does not match the central directory")
+        self._cross_check(central)
+
+    def _central(self) -> CentralEntry:
+        src = self.src
+        (made_by, _, flags, _, _, _, crc, csize, usize, nlen, xlen, clen, _, _, eattr, offset) = (
+            _CENTRAL.unpack(src.read_exact(_CENTRAL.size, "central directory"))
+        )
+        raw_name = src.read_exact(nlen, "central directory")
+        extra = src.read_exact(xlen, "central directory")
+        src.read_exact(clen, "central directory")
+        name = check_name(decode_name(raw_name, flags))
+        z = _zip64_values(extra, [usize == _U32, csize == _U32, offset == _U32])
+        usize = z[0] if z[0] is not None else usize
+        csize = z[1] if z[1] is not None else csize
+        offset = z[2] if z[2] is not None else offset
+        symlink = (made_by >> 8) == 3 and ((eattr >> 16) & S_IFMT) == S_IFLNK
+        if flags & (0x01 | 0x40 | 0x2000):
+            raise reject(Reason.ENCRYPTED, f"{name} is encrypted")
+        return CentralEntry(name, offset, flags, crc, csize, usize, 30 + nlen, symlink)
+
+    def _cross_check(self, central: list[CentralEntry]) -> None:
+        for c in central:
+            if c.symlink:
+                raise reject(Reason.SYMLINK, f"{c.name} is a symbolic link")
+        ordered = sorted(central, key=lambda c: c.offset)
+        for a, b in itertools.pairwise(ordered):
+            if b.offset < a.offset + a.header_len + a.csize:
+                raise reject(
+                    Reason.OVERLAPPING_ENTRIES, f"{a.name} and {b.name} overlap in the zip"
+                )
+        by_offset = {e.offset: e for e in self.locals}
+        if len(central) != len(self.locals):
+            raise reject(Reason.ZIP_CORRUPT, "the central directory lists other files")
+        for c in central:
+            e = by_offset.get(c.offset)
+            if e is None or e.name != c.name:
+                raise reject(Reason.ZIP_CORRUPT, f"{c.name} is not where the directory says")
+            if (e.crc, e.csize, e.usize) != (c.crc, c.csize, c.usize) and e.csize is not None:
+                raise reject(Reason.ZIP_CORRUPT, f"{c.name} differs from its directory entry")
