@@ -13,8 +13,10 @@ class Settings(ServiceSettings):
 
     # How often the sweep looks for data past its limit (raw archives use archive_max_age_s).
     sweep_interval_s: float = Field(300.0, gt=0)
-    # Chunks of an upload that never got its meta (abandoned, crashed) and untouched this long.
-    abandoned_upload_s: float = Field(3600.0, gt=0)
+    # Chunks of an upload that never got its meta (abandoned, crashed) and untouched this long
+    # (a resumable upload paused longer restarts). The bucket's own max age caps every chunk
+    # at archive_max_age_s whatever happens.
+    abandoned_upload_s: float = Field(6 * 3600.0, gt=0)
     # An erase runs twice: at once, then again this long after the request, to catch what
     # in-flight handlers (which checked is_erased just before the tombstone) wrote meanwhile.
     # Longer than the longest ack_wait of the consumers that write per-user data.

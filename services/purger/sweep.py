@@ -16,6 +16,8 @@ from datetime import datetime
 import asyncpg
 
 from hqx import erasure
+from hqx.db import user_hash
+from hqx.subjects import USER_ID_RE, Stream, user_id_of
 from services.purger import archives, audit, completion, events
 from services.purger.handlers import Deps, announce_if_complete
 
@@ -47,6 +49,8 @@ async def sweep_once(deps: Deps) -> dict[str, int]:
         await deps.js.purge_stream(archives.STREAM, subject=c.subject)
         by_owner.setdefault(None, Counter())["abandoned_upload"] += 1
     by_owner.setdefault(None, Counter()).update(await delete_expired_rows(deps.pool, now))
+    if late := await purge_late_messages(deps):
+        by_owner.setdefault(None, Counter())["late_messages"] += late
     total: Counter[str] = Counter()
     for owner, kinds in by_owner.items():
         total.update(await audit.write(deps.pool, audit.tag_of(owner), audit.Trigger.SWEEP, kinds))
@@ -61,7 +65,7 @@ async def delete_expired_rows(pool: asyncpg.Pool, now: datetime) -> dict[str, in
     for schema, table in await pool.fetch(_EXPIRING_TABLES_SQL):
         name = f"{erasure.ident(schema)}.{erasure.ident(table)}"
         status = await pool.execute(
-            f"delete from {name} where expires_at < $1",  # noqa: S608 - catalog names
+            f"delete from {name} where expires_at < $1::timestamptz",  # noqa: S608 - catalog
             now,
         )
         if n := int(status.split()[-1]):
@@ -69,14 +73,41 @@ async def delete_expired_rows(pool: asyncpg.Pool, now: datetime) -> dict[str, in
     return out
 
 
+# Streams whose subjects stay few (work queues drain, dead letters are rare): the sweep checks
+# every user token there against the tombstones. EVENTS is covered by the erase passes.
+_LATE_STREAMS = (Stream.DLQ, Stream.FOLLOWS, Stream.ARCHIVES)
+
+
+async def purge_late_messages(deps: Deps) -> int:
+    """Messages published for an erased user after their erase finished (an adapter's dead
+    letter, a replayed command): found by the user token of their subject, purged."""
+    by_tag: dict[str, list[tuple[str, str, int]]] = {}
+    for stream in _LATE_STREAMS:
+        for subject, n in (await erasure.subject_counts(deps.js, stream.value, ">")).items():
+            token = user_id_of(subject)
+            if USER_ID_RE.fullmatch(token):
+                by_tag.setdefault(user_hash(token), []).append((stream.value, subject, n))
+    if not by_tag:
+        return 0
+    erased = await deps.pool.fetch(
+        "select user_hash from erased_users where user_hash = any($1::text[])", list(by_tag)
+    )
+    purged = 0
+    for row in erased:
+        for stream_name, subject, n in by_tag[row["user_hash"]]:
+            await deps.js.purge_stream(stream_name, subject=subject)
+            purged += n
+    return purged
+
+
 async def run(deps: Deps) -> None:
     """Sweep every `sweep_interval_s` (one replica at a time); never dies on a failure."""
     interval = deps.settings.sweep_interval_s
     token = secrets.token_hex(8)
     while True:
+        await asyncio.sleep(interval)
         try:
             if await deps.redis.set(LEASE_KEY, token, nx=True, px=int(interval * 900)):
                 await sweep_once(deps)
         except Exception as e:  # logged and counted; the next sweep retries
             events.sweep_failed(e)
-        await asyncio.sleep(interval)
