@@ -32,10 +32,14 @@ async def sweep(svc: Service, settings: Settings) -> None:
     last_unsent = time.monotonic()
     while True:
         with contextlib.suppress(Exception):
-            while await stats.publish_dirty(
-                svc.pool, lambda s, m, i: svc.publish(s, m, msg_id=i), settings.stats_per_sweep
-            ):
-                pass
+            # NOTE: bounded per sweep: under an exodus burst, notifications lag behind (stats
+            # stay queryable live) instead of taking the database from the matching itself.
+            await stats.publish_dirty(
+                svc.pool,
+                lambda s, m, i: svc.publish(s, m, msg_id=i),
+                settings.stats_per_sweep,
+                settings.stats_settle_s,
+            )
             if time.monotonic() - last_unsent >= settings.undispatched_after_s:
                 last_unsent = time.monotonic()
                 for network, owners in (

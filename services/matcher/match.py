@@ -50,12 +50,18 @@ async def ineligible(conn: Conn, user_id: str) -> Reason | None:
 
 
 async def matched_followings(conn: Conn, user_id: str, network: Network) -> list[FollowTarget]:
-    """The user's X followings present in the directory on `network` (never themselves)."""
+    """The user's X followings present in the directory on `network` (never themselves).
+
+    NOTE: LATERAL ... OFFSET 0 (never flattened) keeps one index lookup per following; the
+    planner otherwise picks a hash join over the whole directory for a mid-sized graph.
+    """
     rows = await conn.fetch(
         """
         select d.x_account_id, d.account
           from graph_edges e
-          join directory d on d.x_account_id = e.x_account_id and d.network = $2
+         cross join lateral (
+               select x_account_id, account, user_id from directory
+                where x_account_id = e.x_account_id and network = $2 offset 0) d
          where e.user_id = $1 and e.direction = 1 and d.user_id <> $1
          order by d.x_account_id
         """,

@@ -20,4 +20,6 @@ class Settings(ServiceSettings):
     # Sweeps: planned rows never dispatched (crash between plan and publish), and dirty stats.
     sweep_interval_s: float = 1.0
     undispatched_after_s: float = 30.0
-    stats_per_sweep: int = 200
+    # match.found: at most this many users per sweep, each once its stats settled this long.
+    stats_per_sweep: int = 100
+    stats_settle_s: float = 1.0

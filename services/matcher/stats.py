@@ -30,7 +30,9 @@ async def user_stats(pool: Conn, user_id: str) -> list[NetworkStats]:
                count(*) filter (where e.direction = 1) as matched,
                count(*) filter (where e.direction = 2) as followers
           from graph_edges e
-          join directory d on d.x_account_id = e.x_account_id
+         cross join lateral (
+               select network, user_id from directory where x_account_id = e.x_account_id
+               offset 0) d  -- NOTE: not flattened: an index lookup per edge, never a seq scan
          where e.user_id = $1 and d.user_id <> $1
          group by d.network
         """,
@@ -97,18 +99,23 @@ async def mark_dirty(pool: Conn, user_ids: Iterable[str]) -> None:
         )
 
 
-async def publish_dirty(pool: asyncpg.Pool, publish: Publish, limit: int = 200) -> int:
+async def publish_dirty(
+    pool: asyncpg.Pool, publish: Publish, limit: int = 200, settle_s: float = 0.0
+) -> int:
     """Publish `match.found` for up to `limit` dirty users; returns how many were published.
 
-    The dirty rows are deleted in the same transaction: a failed publish leaves them dirty.
+    Only users dirty for `settle_s` or more: a burst of changes becomes one notification. The
+    dirty rows are deleted in the same transaction: a failed publish leaves them dirty.
     """
     async with pool.acquire() as conn, conn.transaction():
         ids = [
             r[0]
             for r in await conn.fetch(
-                "select user_id from match_stats_dirty order by since limit $1"
-                " for update skip locked",
+                "select user_id from match_stats_dirty"
+                " where since <= now() - make_interval(secs => $2)"
+                " order by since limit $1 for update skip locked",
                 limit,
+                settle_s,
             )
         ]
         if not ids:

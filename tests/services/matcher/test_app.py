@@ -40,6 +40,7 @@ async def matcher(settings: ServiceSettings):
     s = Settings(
         **settings.model_dump(by_alias=True),
         sweep_interval_s=0.05,
+        stats_settle_s=0.0,
         undispatched_after_s=0.5,
     )
     svc = create(s)
