@@ -16,6 +16,9 @@ class Reason(StrEnum):
     SCHEMA_INVALID = "schema_invalid"
     RETRIES_EXHAUSTED = "retries_exhausted"
     USER_ERASED = "user_erased"
+    # --- data lifecycle (purger) ----------------------------------------------------------
+    MIGRATION_IN_PROGRESS = "migration_in_progress"  # follows still planned: nothing to purge
+    ERASE_SETTLING = "erase_settling"  # first erase pass done; the second runs after a delay
     # --- archives (ingest) -------------------------------------------------------------
     NOT_A_ZIP = "not_a_zip"
     EMPTY_ARCHIVE = "empty_archive"

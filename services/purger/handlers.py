@@ -66,7 +66,7 @@ async def handle_migration_completed(
     async with deps.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow("select auto_reconnect from users where id = $1 for update", user)
         if row is None:
-            return Skipped("unknown_user")
+            return Skipped(Reason.NOT_FOUND)
         keep = list(row["auto_reconnect"])
         kinds: dict[str, int] = {}
         if not keep:
@@ -94,7 +94,7 @@ async def handle_follow_done(message: FollowDone, delivery: Delivery, deps: Deps
     if await is_erased(deps.pool, message.user_id):
         return await _late_for_erased(deps, message.user_id)
     if not await announce_if_complete(deps, message.user_id, message):
-        return Skipped("migration_in_progress")
+        return Skipped(Reason.MIGRATION_IN_PROGRESS)
     return Done()
 
 
@@ -136,7 +136,7 @@ async def handle_user_erase(message: UserEraseRequested, delivery: Delivery, dep
     if not final:
         delay = deps.settings.erase_settle_s - age
         events.erase_settling(user, delay)
-        return RetryLater(delay, "erase_settling")
+        return RetryLater(delay, Reason.ERASE_SETTLING)
     tag = user_hash(user)
     totals = await audit.totals(deps.pool, tag, audit.Trigger.USER_ERASE)
     # NOTE: announced under the user's tag, not their id: nothing naming them is left behind.
