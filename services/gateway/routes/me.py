@@ -13,9 +13,10 @@ from hqx import subjects
 from hqx.errors import Reason
 from hqx.messages import ConsentChanged, UserEraseRequested
 from hqx.subjects import Network
-from services.gateway import accounts, events, progress, sessions
+from services.gateway import accounts, events, progress, sessions, uploads
 from services.gateway.deps import CurrentUser, SvcDep, T
 from services.gateway.errors import ApiError
+from services.gateway.object_writer import ObjectWriter
 from services.gateway.personal_data import export_fallback, stats_fallback
 
 router = APIRouter(prefix="/api/me", tags=["me"])
@@ -153,6 +154,11 @@ async def share(user: CurrentUser, svc: SvcDep, t: T) -> dict[str, str]:
 @router.delete("", status_code=202)
 async def erase_me(body: EraseIn, request: Request, user: CurrentUser, svc: SvcDep) -> Response:
     """Erase everything: `user.erase` makes every service delete this person's data."""
+    writer = ObjectWriter(await svc.archives())
+    for row in await svc.pool.fetch(
+        "select id, nuid, state from uploads where user_id = $1 and state = 'receiving'", user
+    ):
+        await uploads.cancel(svc.pool, writer, row)  # unsealed chunks: the purger cannot see them
     await svc.publish(
         subjects.user_erase(user), UserEraseRequested(user_id=user), msg_id=f"erase-{user}"
     )
