@@ -1,0 +1,32 @@
+"""One function per ingest business event: a log line and a counter; never raises."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from hqx import metrics
+
+log = logging.getLogger("services.ingest")
+
+
+def graph_stored(user_id: str, version: int, following: int, follower: int, seconds: float) -> None:
+    with contextlib.suppress(Exception):
+        metrics.ARCHIVES_INGESTED.inc()
+        metrics.GRAPH_EDGES_STORED.inc(following + follower)
+        log.info(
+            "graph stored",
+            extra={"user_id": user_id, "graph_version": version, "following": following,
+                   "follower": follower, "seconds": round(seconds, 3)},
+        )  # fmt: skip
+
+
+def archive_rejected(user_id: str, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        metrics.ARCHIVES_REJECTED.labels(reason).inc()
+        log.info("archive rejected", extra={"user_id": user_id, "reason": reason})
+
+
+def upload_skipped(user_id: str, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        log.info("upload skipped", extra={"user_id": user_id, "reason": reason})

@@ -1,0 +1,108 @@
+"""Handle `archive.uploaded`: stream, parse, store the graph, publish what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from hqx import db, subjects
+from hqx.consumer import Delivery
+from hqx.errors import ArchiveRejectedError, Reason
+from hqx.messages import ArchiveRejected, ArchiveUnpacked, ArchiveUploaded, GraphIngested, Message
+from hqx.outcomes import Done, Outcome, Skipped
+from hqx.service import Service
+from services.ingest import events, graphs
+from services.ingest.archive import ParsedArchive, parse_archive
+from services.ingest.objects import ObjectChunks, sync_chunks
+from services.ingest.settings import Settings
+
+
+@dataclass(frozen=True)
+class Deps:
+    svc: Service
+    settings: Settings
+
+
+def msg_id(msg: ArchiveUploaded, what: str) -> str:
+    """Content-derived: a redelivered upload publishes nothing twice (dedup window)."""
+    key = f"{msg.user_id}|{msg.object_name}|{msg.sha256 or ''}|{what}"
+    return "ingest-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+async def handle_archive_uploaded(msg: ArchiveUploaded, delivery: Delivery, deps: Deps) -> Outcome:
+    """Erased user: skipped. Redelivery: the same events again (deduplicated), no new graph."""
+    if await db.is_erased(deps.svc.pool, msg.user_id):
+        events.upload_skipped(msg.user_id, "user_erased")
+        return Skipped("user_erased")
+    started = time.perf_counter()
+    try:
+        parsed = await _with_heartbeat(delivery, deps, _parse(msg, deps))
+        if msg.proven_x_account_id and msg.proven_x_account_id != parsed.owner.account_id:
+            raise ArchiveRejectedError(
+                Reason.OWNER_MISMATCH, "this archive belongs to another X account"
+            )
+        stored = await graphs.store(deps.svc.pool, msg.user_id, msg.object_name,
+                                    msg.occurred_at, msg.sha256, parsed)  # fmt: skip
+    except ArchiveRejectedError as e:
+        events.archive_rejected(msg.user_id, e.code.value)
+        rejected = ArchiveRejected(user_id=msg.user_id, object_name=msg.object_name,
+                                   reason=e.code.value, message=e.message)  # fmt: skip
+        await _publish(deps, subjects.archive_rejected, rejected, msg, "rejected")
+        await _unpacked(deps, msg)
+        return Done(e.code.value)
+    if stored.status in ("erased", "superseded"):
+        events.upload_skipped(msg.user_id, stored.status)
+        await _unpacked(deps, msg)
+        return Skipped(stored.status)
+    ingested = GraphIngested(
+        user_id=msg.user_id, owner_x_account_id=str(stored.owner_x_id),
+        owner_username=stored.owner_username, following_count=stored.following_count,
+        follower_count=stored.follower_count, graph_version=stored.version,
+    )  # fmt: skip
+    await _publish(deps, subjects.graph_ingested, ingested, msg, "ingested")
+    await _unpacked(deps, msg)
+    if stored.status == "stored":
+        events.graph_stored(msg.user_id, stored.version, stored.following_count,
+                            stored.follower_count, time.perf_counter() - started)  # fmt: skip
+    return Done(stored.status)
+
+
+async def _parse(msg: ArchiveUploaded, deps: Deps) -> ParsedArchive:
+    chunks = await ObjectChunks.open(deps.svc.js, msg.object_name, deps.settings.fetch_chunks)
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.to_thread(
+            parse_archive, sync_chunks(loop, chunks), deps.settings.limits()
+        )
+    finally:
+        await chunks.close()
+
+
+async def _with_heartbeat(
+    delivery: Delivery, deps: Deps, work: Awaitable[ParsedArchive]
+) -> ParsedArchive:
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(deps.settings.heartbeat_s)
+            with contextlib.suppress(Exception):
+                await delivery.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        return await work
+    finally:
+        task.cancel()
+
+
+async def _publish(deps: Deps, subject: Callable[[str], str], message: Message,
+                   msg: ArchiveUploaded, what: str) -> None:  # fmt: skip
+    await deps.svc.publish(subject(msg.user_id), message, msg_id=msg_id(msg, what))
+
+
+async def _unpacked(deps: Deps, msg: ArchiveUploaded) -> None:
+    unpacked = ArchiveUnpacked(user_id=msg.user_id, object_name=msg.object_name)
+    await _publish(deps, subjects.archive_unpacked, unpacked, msg, "unpacked")
