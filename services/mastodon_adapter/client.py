@@ -14,6 +14,7 @@ import base64
 import hashlib
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,7 +126,7 @@ class AccountClient:
     def __init__(self, base_url: str, token: str, *, verify: bool | str = True) -> None:
         self.base_url = base_url
         self._session = _session(verify)
-        self.last_headers: dict[str, str] = {}
+        self.last_headers: Mapping[str, str] = {}
         self._session.hooks["response"].append(self._remember)
         self._api = Mastodon(
             access_token=token,
@@ -137,15 +138,19 @@ class AccountClient:
         )
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.last_headers = dict(response.headers)
+        self.last_headers = response.headers  # case-insensitive
 
     def close(self) -> None:
         self._session.close()
 
     async def resolve(self, acct: str, own_domain: str) -> Resolved | None:
         """`/api/v2/search?resolve=true` for `user@host`; match on `acct`, never on a URL."""
+        # NOTE: exclude_unreviewed=False skips Mastodon.py's version probe (two more requests,
+        # outside our budgets, and an endless recursion in 2.3.3 when the probe gets a 429).
         res = await self._call(
-            lambda: self._api.search_v2(acct, resolve=True, result_type="accounts", limit=5)
+            lambda: self._api.search_v2(
+                acct, resolve=True, result_type="accounts", limit=5, exclude_unreviewed=False
+            )
         )
         want = acct.lower().lstrip("@")
         for a in res.get("accounts") or []:
@@ -334,3 +339,33 @@ class InstanceClient:
                 raise UnavailableError(Reason.INSTANCE_UNREACHABLE, str(e)[:200]) from e
 
         await asyncio.to_thread(call)
+
+
+class AccountClients:
+    """Idle `AccountClient`s per account, reused across batches (HTTP keep-alive).
+
+    A client serves one batch at a time; concurrent batches of one account get their own.
+    """
+
+    def __init__(self, verify: bool | str = True, max_idle: int = 2000) -> None:
+        self._verify = verify
+        self._max_idle = max_idle
+        self._idle: dict[tuple[str, str, str], AccountClient] = {}
+
+    def take(self, base_url: str, account: str, token: str) -> AccountClient:
+        key = (base_url, account, hashlib.sha256(token.encode()).hexdigest())
+        client = self._idle.pop(key, None)
+        return client or AccountClient(base_url, token, verify=self._verify)
+
+    def give_back(self, account: str, token: str, client: AccountClient) -> None:
+        key = (client.base_url, account, hashlib.sha256(token.encode()).hexdigest())
+        if key in self._idle or len(self._idle) >= self._max_idle:
+            old = self._idle.pop(next(iter(self._idle)), None) if self._idle else None
+            if old is not None and old is not client:
+                old.close()
+        self._idle[key] = client
+
+    def close(self) -> None:
+        for c in self._idle.values():
+            c.close()
+        self._idle.clear()

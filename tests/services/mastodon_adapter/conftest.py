@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from typing import Any
 
@@ -47,3 +48,25 @@ def browser_authorize(http: requests.Session, authorize_url: str, username: str)
     )
     assert r.status_code in (302, 303), r.text[:300]
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))
+
+
+def remote(i: int) -> str:
+    """The i-th seeded remote account of the peer (`remote{i:05d}@remote{1|2}.example`)."""
+    return f"remote{i:05d}@remote{(i - 1) % 2 + 1}.example"
+
+
+async def link_identity(
+    pool: asyncpg.Pool, settings: Settings, user_id: str, instance: str, account: str, token: str
+) -> None:
+    """What `finish_link` leaves behind, without the OAuth dance (tested in test_linking)."""
+    from hqx.crypto import TokenCipher
+
+    await make_user(pool, user_id)
+    await pool.execute(
+        "insert into identities (user_id, network, account, instance, auth_kind, token_cipher)"
+        " values ($1, 'mastodon', $2, $3, 'oauth', $4)",
+        user_id,
+        account,
+        instance,
+        TokenCipher(settings.token_keys).encrypt(json.dumps({"access_token": token})),
+    )

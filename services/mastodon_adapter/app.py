@@ -1,0 +1,46 @@
+"""Wiring: the Service, its consumer of `follow.requested.mastodon`, and the handler's deps."""
+
+from __future__ import annotations
+
+import functools
+
+from hqx.crypto import TokenCipher
+from hqx.messages import FollowRequested
+from hqx.ratelimit import RateLimiter
+from hqx.service import Service
+from hqx.subjects import CONSUMERS_BY_SERVICE
+from services.mastodon_adapter.budgets import Budgets
+from services.mastodon_adapter.client import AccountClients
+from services.mastodon_adapter.follows import Follower
+from services.mastodon_adapter.handlers import Deps, handle_follow_requested
+from services.mastodon_adapter.settings import Settings
+
+NAME = "mastodon_adapter"
+
+
+def create(settings: Settings) -> Service:
+    svc = Service(NAME, settings)
+    clients = AccountClients(settings.verify)
+    deps: dict[str, Deps] = {}
+
+    async def start() -> None:
+        follower = Follower(
+            settings,
+            svc.redis,
+            RateLimiter(svc.redis),
+            Budgets.build(settings.headroom, settings.time_compression),
+        )
+        deps["d"] = Deps(svc, svc.pool, TokenCipher(settings.token_keys), follower, clients)  # type: ignore[arg-type]
+
+    async def handler(message: FollowRequested, delivery):  # type: ignore[no-untyped-def]
+        return await handle_follow_requested(message, delivery, deps["d"])
+
+    svc.on_start(start)
+    svc.on_stop(functools.partial(_close, clients))
+    for spec in CONSUMERS_BY_SERVICE[NAME]:
+        svc.consume(spec, (FollowRequested,), handler, concurrency=settings.concurrency)
+    return svc
+
+
+async def _close(clients: AccountClients) -> None:
+    clients.close()

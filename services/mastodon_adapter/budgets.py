@@ -1,0 +1,66 @@
+"""Which budgets one Mastodon call spends (hqx.ratelimit), with head-room and time compression.
+
+Per account: 400 follows per UTC day (aligned window) and 300 requests / 5 min per token. Per
+instance: our own politeness cap on requests. A 429 or `X-RateLimit-*` headers feed `observe`,
+so every replica adopts the server's view until its reset.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hqx import ratelimit
+from hqx.ratelimit import Budget, Charge, Grant, RateLimiter
+from services.mastodon_adapter.client import parse_reset
+
+
+@dataclass(frozen=True)
+class Budgets:
+    follows: Budget
+    token: Budget
+    instance: Budget
+
+    @classmethod
+    def build(cls, headroom: float, compression: float = 1.0) -> Budgets:
+        def b(x: Budget) -> Budget:
+            return x.with_headroom(headroom).scaled(compression)
+
+        return cls(
+            b(ratelimit.MASTODON_FOLLOWS_DAY),
+            b(ratelimit.MASTODON_TOKEN_REQUESTS),
+            b(ratelimit.MASTODON_INSTANCE_REQUESTS),
+        )
+
+    def for_follow(self, account: str, host: str) -> list[Charge]:
+        return [
+            self.follows.per_unit(account, "follow"),
+            self.token.per_call(account),
+            self.instance.per_call(host),
+        ]
+
+    def for_request(self, account: str, host: str) -> list[Charge]:
+        return [self.token.per_call(account), self.instance.per_call(host)]
+
+
+async def spend(limiter: RateLimiter, charges: list[Charge]) -> Grant:
+    return await limiter.acquire(charges, units=1)
+
+
+async def observe_headers(
+    limiter: RateLimiter, budgets: Budgets, account: str, headers: Mapping[str, str]
+) -> float | None:
+    """Adopt `X-RateLimit-*` (the tighter bucket of this response); returns the reset if any."""
+    h = {k.lower(): v for k, v in headers.items()}
+    try:
+        limit = int(h["x-ratelimit-limit"])
+        remaining = int(h["x-ratelimit-remaining"])
+    except (KeyError, ValueError):
+        return None
+    reset = parse_reset(h.get("x-ratelimit-reset"))
+    if reset is None or reset <= time.time():
+        return None
+    budget = budgets.follows if limit == budgets.follows.points else budgets.token
+    await limiter.observe(budget, account, limit=limit, remaining=remaining, reset_at=reset)
+    return reset

@@ -1,0 +1,161 @@
+"""Follow the still-planned targets of one batch for one account, inside its budgets.
+
+Stops at the first thing that says "not now" (an empty budget, a 429, the instance down, the
+handler's time limit) and reports what it did so far; the caller records that and re-delivers
+the rest later. Never sleeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from hqx.errors import Reason
+from hqx.messages.follow import FollowResult, FollowState, FollowTarget
+from hqx.ratelimit import RateLimiter
+from services.mastodon_adapter import events, resolver
+from services.mastodon_adapter.accounts import Account
+from services.mastodon_adapter.budgets import Budgets, observe_headers
+from services.mastodon_adapter.client import (
+    AccountClient,
+    FollowCapError,
+    RateLimitedError,
+    Resolved,
+    TargetError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from services.mastodon_adapter.settings import Settings
+
+CHUNK = 20
+Flush = Callable[[list[FollowResult]], Awaitable[None]]
+
+
+@dataclass
+class Stop:
+    """Why the batch stopped early: `delay_s` for a retry, or a terminal account state."""
+
+    reason: str
+    delay_s: float = 0.0
+    budget: str | None = None
+    capped: bool = False
+    paused: bool = False
+
+
+@dataclass
+class Follower:
+    settings: Settings
+    redis: aioredis.Redis
+    limiter: RateLimiter
+    budgets: Budgets
+    results: list[FollowResult] = field(default_factory=list)
+
+    async def run(
+        self, account: Account, client: AccountClient, todo: Sequence[FollowTarget], flush: Flush
+    ) -> Stop | None:
+        """Follow `todo` in order; `flush` gets results every CHUNK (publish, then ledger)."""
+        started = time.monotonic()
+        pending: list[FollowResult] = []
+        stop: Stop | None = None
+        for target in todo:
+            if time.monotonic() - started > self.settings.batch_time_limit_s:
+                stop = Stop("batch_time_limit", 0.01)
+                break
+            res = await self._one(account, client, target)
+            if isinstance(res, Stop):
+                stop = res
+                break
+            pending.append(res)
+            if len(pending) >= CHUNK:
+                await flush(pending)
+                pending = []
+        if pending:
+            await flush(pending)
+        return stop
+
+    async def _one(
+        self, account: Account, client: AccountClient, t: FollowTarget
+    ) -> FollowResult | Stop:
+        try:
+            found = await self._resolve(account, client, t.account)
+            if isinstance(found, Stop):
+                return found
+            if found is None:
+                return _skipped(t, Reason.TARGET_NOT_FOUND)
+            if found.suspended:
+                return _skipped(t, Reason.TARGET_SUSPENDED)
+            return await self._follow(account, client, t, found)
+        except UnauthorizedError:
+            return Stop(Reason.SESSION_REVOKED, paused=True)
+        except UnavailableError:
+            return Stop(Reason.NETWORK_UNAVAILABLE, self.settings.unavailable_retry_s)
+        except RateLimitedError as e:
+            await self._observe_429(account, client)
+            return Stop(Reason.RATE_LIMITED, self._until(e.reset_at))
+
+    async def _resolve(
+        self, account: Account, client: AccountClient, acct: str
+    ) -> Resolved | Stop | None:
+        hit = await resolver.cached(self.redis, account.host, acct)
+        if hit != resolver.MISS:
+            return hit  # type: ignore[return-value]
+        grant = await self.limiter.acquire(self.budgets.for_request(account.account, account.host))
+        if not grant.ok:
+            return Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
+        t0 = time.perf_counter()
+        try:
+            return await resolver.resolve(
+                self.redis,
+                client,
+                account.host,
+                account.domain,
+                acct,
+                ttl_s=self.settings.resolve_cache_ttl_s,
+                miss_ttl_s=self.settings.resolve_miss_ttl_s,
+            )
+        except TargetError:
+            return None
+        finally:
+            events.request_done("search", time.perf_counter() - t0)
+
+    async def _follow(
+        self, account: Account, client: AccountClient, t: FollowTarget, found: Resolved
+    ) -> FollowResult | Stop:
+        grant = await self.limiter.acquire(self.budgets.for_follow(account.account, account.host))
+        if not grant.ok:
+            return Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
+        t0 = time.perf_counter()
+        try:
+            rel = await client.follow(found.id)
+        except TargetError as e:
+            await self.limiter.refund(grant)  # no follow was created: Mastodon does not count it
+            return _skipped(t, e.code)
+        except FollowCapError as e:
+            await self.limiter.refund(grant)
+            return Stop(Reason.FOLLOW_CAP, capped=True, budget=e.message)
+        except (RateLimitedError, UnavailableError):
+            await self.limiter.refund(grant)
+            raise
+        finally:
+            events.request_done("follow", time.perf_counter() - t0)
+        if client.last_headers:
+            await observe_headers(self.limiter, self.budgets, account.account, client.last_headers)
+        state = FollowState.REQUESTED if rel.requested and not rel.following else FollowState.DONE
+        return FollowResult(x_account_id=t.x_account_id, account=t.account, state=state)
+
+    async def _observe_429(self, account: Account, client: AccountClient) -> None:
+        await observe_headers(self.limiter, self.budgets, account.account, client.last_headers)
+
+    def _until(self, reset_at: float | None) -> float:
+        if reset_at is None:
+            return self.settings.unavailable_retry_s
+        return max(reset_at - time.time(), 0.05)
+
+
+def _skipped(t: FollowTarget, reason: str) -> FollowResult:
+    return FollowResult(
+        x_account_id=t.x_account_id, account=t.account, state=FollowState.SKIPPED, reason=reason
+    )
