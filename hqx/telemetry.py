@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from hqx import metrics
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("hqx")
@@ -167,3 +170,72 @@ def server_span(service: str, name: str, **attributes: str | int | bool) -> Iter
         name, kind=SpanKind.SERVER, attributes={SERVICE_ATTR: service, **attributes}
     ) as span:
         yield span
+
+
+# --- HTTP (the gateway) --------------------------------------------------------------------------
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def _route(scope: Scope) -> str:
+    """The matched route's template (`/api/uploads/{upload_id}`), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class HttpTelemetry:
+    """ASGI middleware: one SERVER span per request (the root of an upload's trace) and the
+    `hqx_http_requests_total` / `hqx_http_request_seconds` metrics, by route template.
+
+    `trust_incoming`: continue a `traceparent` the client sent. Off by default: the gateway is
+    the edge, and a browser's header must not choose our trace ids.
+    """
+
+    def __init__(self, app: ASGIApp, service: str = "gateway", trust_incoming: bool = False):
+        self.app = app
+        self.service = service
+        self.trust_incoming = trust_incoming
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        parent = None
+        if self.trust_incoming:
+            parent = extract(
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            )
+        status = 500
+        started = time.perf_counter()
+        with _tracer.start_as_current_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={SERVICE_ATTR: self.service, "http.request.method": method},
+        ) as span:
+
+            async def send_status(message: MutableMapping[str, Any]) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = _route(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+                metrics.HTTP_REQUEST_SECONDS.labels(route, method).observe(
+                    time.perf_counter() - started
+                )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -225,3 +226,42 @@ def test_standard_variables_configure_the_exporter_in_a_fresh_process() -> None:
     assert '"name": "applyWrites"' in out.stdout
     assert '"service.name": "hqx-bluesky-adapter"' in out.stdout
     assert '"a": "b"' in out.stdout
+
+
+async def test_http_middleware_opens_a_root_span_and_counts_by_route(
+    exporter: InMemorySpanExporter,
+) -> None:
+    from prometheus_client import REGISTRY
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def thing(request):  # type: ignore[no-untyped-def]
+        if request.path_params["tid"] == "boom":
+            return PlainTextResponse("no", status_code=503)
+        return PlainTextResponse("ok")
+
+    app = telemetry.HttpTelemetry(Starlette(routes=[Route("/api/things/{tid}", thing)]))
+    route = "/api/things/{tid}"
+
+    def count(status: str) -> float:
+        labels = {"route": route, "method": "GET", "status": status}
+        return REGISTRY.get_sample_value("hqx_http_requests_total", labels) or 0.0
+
+    before_ok, before_err = count("200"), count("503")
+    exporter.clear()
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        assert (await client.get("/api/things/u123", headers={"traceparent": parent})).text == "ok"
+        assert (await client.get("/api/things/boom")).status_code == 503
+        assert (await client.get("/nowhere")).status_code == 404
+    assert (count("200"), count("503")) == (before_ok + 1, before_err + 1)
+    spans = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert [s.name for s in spans] == [f"GET {route}", f"GET {route}", "GET unmatched"]
+    assert all("u123" not in s.name for s in spans)
+    # The edge starts its own trace: a client's traceparent does not choose our trace ids.
+    assert spans[0].parent is None
+    assert f"{spans[0].context.trace_id:032x}" != parent.split("-")[1]
+    assert spans[1].attributes["http.response.status_code"] == 503
