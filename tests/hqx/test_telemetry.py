@@ -177,6 +177,18 @@ async def test_one_upload_is_one_trace_through_every_service(
             assert by_id[s.parent.span_id].kind == SpanKind.PRODUCER
             assert s.attributes[telemetry.OUTCOME_ATTR] == "Done"
     assert {s.name for s in spans if s.kind == SpanKind.CLIENT} == {"applyWrites"}
+    # Each service serves its metrics on its own health port (what the PodMonitor scrapes).
+    async with httpx.AsyncClient() as client:
+        for name, svc in chain.items():
+            base = f"http://127.0.0.1:{svc.health_port}"
+            assert (await client.get(f"{base}/readyz")).status_code == 200
+            text = (await client.get(f"{base}/metrics")).text
+            for spec in subjects.CONSUMERS_BY_SERVICE.get(name, ()):
+                sample = (
+                    f'hqx_messages_consumed_total{{durable="{spec.durable}",'
+                    f'outcome="done",service="{name}"}}'
+                )
+                assert sample in text
 
 
 def test_context_survives_a_hop_that_does_not_record() -> None:
