@@ -166,6 +166,10 @@ class Service:
             self.settings.health_port,
         )
         self.health_port = await self._health.start()
+        if self.settings.health_port_file:
+            # NOTE: `hqx up` lets each service bind a free port itself and read it here: picking
+            # a port for a child in advance races with everything else on the machine.
+            self.settings.health_port_file.write_text(str(self.health_port))
         log.info("service started", extra={"health_port": self.health_port})
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ down, so tests build their own.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -36,6 +37,7 @@ class ServiceSettings(BaseSettings):
     token_keys: SecretStr = Field(SecretStr(DEV_TOKEN_KEY), validation_alias="HQX_TOKEN_KEYS")
     health_host: str = Field("0.0.0.0", validation_alias="HQX_HEALTH_HOST")  # noqa: S104
     health_port: int = Field(0, validation_alias="HQX_HEALTH_PORT")  # 0: a free port
+    health_port_file: Path | None = Field(None, validation_alias="HQX_HEALTH_PORT_FILE")
     # Streams/buckets are created with these limits by whoever starts first.
     # JetStream disk budget split between the streams and the archive bucket (see subjects).
     jetstream_max_bytes: int = Field(16 * 1024**3, validation_alias="HQX_JETSTREAM_MAX_BYTES")

@@ -35,6 +35,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     servers: list[embedded.Embedded] = field(default_factory=list)
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    port_files: dict[str, Path] = field(default_factory=dict)
     health_ports: dict[str, int] = field(default_factory=dict)
 
     def start_servers(self) -> None:
@@ -79,8 +80,14 @@ class Stack:
             if not (root / "services" / name / "__main__.py").exists():
                 log.warning("service %s has no entry point yet, not started", name)
                 continue
-            port = embedded.free_port()
-            env = {**os.environ, **self.env, "HQX_HEALTH_PORT": str(port)}
+            port_file = self.data_dir / f"{name}.port"
+            port_file.unlink(missing_ok=True)
+            env = {
+                **os.environ,
+                **self.env,
+                "HQX_HEALTH_PORT": "0",
+                "HQX_HEALTH_PORT_FILE": str(port_file),
+            }
             logf = open(self.data_dir / f"{name}.log", "ab")
             self.services[name] = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
@@ -90,7 +97,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            self.health_ports[name] = port
+            self.port_files[name] = port_file
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, bool]:
         deadline = time.monotonic() + timeout
@@ -103,6 +110,13 @@ class Stack:
                     raise RuntimeError(
                         f"{name} exited with {proc.returncode}; see {self.data_dir / name}.log"
                     )
+                if name not in self.health_ports:
+                    text = (
+                        self.port_files[name].read_text() if self.port_files[name].exists() else ""
+                    )
+                    if not text:
+                        continue
+                    self.health_ports[name] = int(text)
                 with contextlib.suppress(httpx.HTTPError):
                     url = f"http://127.0.0.1:{self.health_ports[name]}/readyz"
                     ready[name] = httpx.get(url, timeout=1.0).status_code == 200
@@ -162,7 +176,7 @@ def up(data_dir: Path, fresh: bool = False, only: tuple[str, ...] = SERVICES) ->
         for name, ok in ready.items():
             print(
                 f"  {name:<17} {'ready' if ok else 'NOT READY'}  "
-                f"health http://127.0.0.1:{stack.health_ports[name]}/readyz",
+                f"health http://127.0.0.1:{stack.health_ports.get(name, '?')}/readyz",
                 flush=True,
             )
         print(f"  servers: {', '.join(f'{k}={v}' for k, v in stack.env.items()) or 'from env'}")
