@@ -11,7 +11,9 @@ from prometheus_client import Counter, Gauge, Histogram
 # Messages a consumer finished, by outcome (done/skipped/retry_later/failed/dead_lettered).
 # A rising `failed` share means a dependency is down; look at the service's logs.
 MESSAGES_CONSUMED = Counter(
-    "hqx_messages_consumed_total", "Messages handled by a consumer", ["service", "durable", "outcome"]
+    "hqx_messages_consumed_total",
+    "Messages handled by a consumer",
+    ["service", "durable", "outcome"],
 )
 # Messages sent to the DLQ, by reason code. Any sustained rate is a bug signal: alert.
 MESSAGES_DEAD_LETTERED = Counter(
@@ -50,9 +52,7 @@ DIRECTORY_QUARANTINED = Counter(
     "hqx_directory_quarantined_total", "Directory claims quarantined", ["network", "reason"]
 )
 # Follows planned in the ledger, by origin (forward: own match; reverse: late joiner).
-FOLLOWS_PLANNED = Counter(
-    "hqx_follows_planned_total", "Follows planned", ["network", "origin"]
-)
+FOLLOWS_PLANNED = Counter("hqx_follows_planned_total", "Follows planned", ["network", "origin"])
 # follow.requested batches published to the adapters.
 FOLLOW_BATCHES_PUBLISHED = Counter(
     "hqx_follow_batches_published_total", "Follow batches published", ["network"]
