@@ -68,7 +68,9 @@ class SecurityMiddleware:
                 if self.secure:
                     headers.append((b"strict-transport-security", b"max-age=31536000"))
                 if new_token:
-                    attrs = "Path=/; SameSite=Strict" + ("; Secure" if self.secure else "")
+                    # NOTE: Lax, not Strict: the X sign-in callback is a cross-site navigation
+                    # and binds the OAuth state to this cookie. Cross-site POSTs still omit it.
+                    attrs = "Path=/; SameSite=Lax" + ("; Secure" if self.secure else "")
                     headers.append((b"set-cookie", f"{CSRF_COOKIE}={new_token}; {attrs}".encode()))
                 message = {**message, "headers": headers}
             await send(message)

@@ -48,3 +48,25 @@ async def test_openapi_is_served(gateway: Gateway) -> None:
     async with gateway.client() as c:
         spec = (await c.get("/openapi.json")).json()
         assert "/api/uploads" in spec["paths"] and "/api/me" in spec["paths"]
+
+
+async def test_request_limits_per_ip_answer_429_with_retry_after(settings, x_provider) -> None:
+    from tests.services.gateway.conftest import gateway_settings, serve
+
+    async for gw in serve(gateway_settings(settings, x_provider, rate_per_ip=5, rate_window_s=60)):
+        async with gw.client() as c:
+            codes = [(await c.get("/api/session")).status_code for _ in range(7)]
+            assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+            r = await c.get("/api/session")
+            assert r.json()["error"]["code"] == "too_many_requests"
+            assert 1 <= int(r.headers["retry-after"]) <= 61
+            assert (await c.get("/")).status_code == 200  # the page itself is not an API call
+
+
+async def test_request_limits_per_user(settings, x_provider) -> None:
+    from tests.services.gateway.conftest import gateway_settings, serve
+
+    async for gw in serve(gateway_settings(settings, x_provider, rate_per_user=3)):
+        async with gw.browser(signed_in=True) as c, gw.browser(signed_in=True) as other:
+            codes = [(await c.get("/api/me")).status_code for _ in range(4)]
+            assert codes[-1] == 429 and (await other.get("/api/me")).status_code == 200

@@ -12,6 +12,7 @@ import httpx
 from hqx import subjects
 from hqx.messages import ArchiveUploaded, parse
 from services.gateway import uploads
+from services.gateway.object_writer import ObjectWriter
 from tests.services.gateway.conftest import Gateway
 
 CHUNK = "application/offset+octet-stream"
@@ -148,3 +149,21 @@ def test_end_record_detection() -> None:
         f.writestr("a", "b")
         f.comment = b"PK\x05\x06 tricky comment"
     assert uploads.has_end_record(commented.getvalue())
+
+
+async def test_erase_discards_an_unfinished_upload(gateway: Gateway) -> None:
+    data = small_zip(2)
+    async with gateway.browser(signed_in=True) as c:
+        up = await _create(c, len(data))
+        assert (await _patch(c, up["id"], 0, data[:300_000])).status_code == 200
+        nuid = await gateway.svc.pool.fetchval("select nuid from uploads where id = $1", up["id"])
+        store = await gateway.svc.archives()
+        subject = ObjectWriter(store)._chunks(nuid)
+
+        async def chunks() -> int:
+            info = await gateway.svc.js.stream_info(store._stream, subjects_filter=subject)
+            return (info.state.subjects or {}).get(subject, 0)
+
+        assert await chunks() == 3
+        assert (await c.request("DELETE", "/api/me", json={"confirm": "ERASE"})).status_code == 202
+        assert await chunks() == 0
