@@ -252,3 +252,17 @@ def test_every_setting_is_read_by_the_code_and_validates(
             monkeypatch.setenv("HQX_TOKEN_KEYS", DEV_TOKEN_KEY)
             with pytest.raises(ValidationError):
                 cls()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(overlay: str) -> None:
+    objs = render(f"overlays/{overlay}")
+    targets = {
+        h["spec"]["scaleTargetRef"]["name"]
+        for h in of_kind(objs, "HorizontalPodAutoscaler").values()
+    }
+    targets |= {s["spec"]["scaleTargetRef"]["name"] for s in of_kind(objs, "ScaledObject").values()}
+    assert "gateway" in targets
+    for name in targets:
+        # An apply would otherwise reset what KEDA / the HPA decided.
+        assert "replicas" not in of_kind(objs, "Deployment")[name]["spec"]
