@@ -17,10 +17,13 @@ callers tell that from a real outage by listing the repo again.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import httpx
 from atproto import AsyncClient, models
 from atproto.exceptions import (
     AtProtocolError,
@@ -33,6 +36,7 @@ from atproto.exceptions import (
     UnauthorizedError,
 )
 from atproto_client.client.session import SessionEvent
+from atproto_client.request import AsyncRequest
 from pydantic import SecretStr
 
 from hqx.errors import HqxError, Reason
@@ -49,6 +53,19 @@ _SESSION_ERRORS = {
     "InvalidAuth",  # NOTE: hypothetical; a refused login shows up as 401 AuthenticationRequired
 }
 LIST_PAGE = 100  # listRecords maximum
+# NOTE: a 200-create applyWrites takes 0.2 s on an idle PDS and seconds on a busy one; the SDK's
+# default 5 s would turn slow successes into doubtful writes.
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    # NOTE: built once per process: loading the CA bundle costs ~0.1 s, per client it dominated.
+    return ssl.create_default_context()
+
+
+def _request() -> AsyncRequest:
+    return AsyncRequest(verify=_tls(), timeout=TIMEOUT)
 
 
 class BlueskyError(HqxError):
@@ -127,7 +144,7 @@ def _map(e: Exception) -> BlueskyError:
 async def create_session(pds_url: str, identifier: str, password: SecretStr | str) -> SessionInfo:
     """`com.atproto.server.createSession`: limited to 30 / 5 min per account, call it once."""
     pw = password.get_secret_value() if isinstance(password, SecretStr) else password
-    client = _Client(base_url=pds_url)
+    client = _Client(base_url=pds_url, request=_request())
     try:
         s = await client.com.atproto.server.create_session(
             models.ComAtprotoServerCreateSession.Data(identifier=identifier, password=pw),
@@ -146,7 +163,7 @@ class AccountClient:
     every new session through `on_refresh`, so it is stored before it is needed again."""
 
     def __init__(self, pds_url: str, session: SecretStr, on_refresh: OnRefresh | None = None):
-        self._client = _Client(base_url=pds_url)
+        self._client = _Client(base_url=pds_url, request=_request())
         self._session = session
         self._on_refresh = on_refresh
         self._ready = False

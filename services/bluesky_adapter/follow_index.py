@@ -7,7 +7,7 @@ a redelivery or a doubtful write lists the repo again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as aioredis
 
@@ -18,13 +18,15 @@ def _key(did: str) -> str:
     return f"hqx:bluesky:follows:{did}"
 
 
-async def get(redis: aioredis.Redis, did: str) -> dict[str, str] | None:
-    raw = await redis.hgetall(_key(did))
-    if not raw:
+async def lookup(redis: aioredis.Redis, did: str, subjects: Sequence[str]) -> dict[str, str] | None:
+    """The cached record keys of these subjects (absent: not followed); None if not cached.
+
+    Reads only the batch's subjects, not the whole listing (a repo may hold thousands).
+    """
+    values = await redis.hmget(_key(did), [_LISTED, *subjects])
+    if values[0] is None:
         return None
-    out = {k.decode(): v.decode() for k, v in raw.items()}
-    out.pop(_LISTED, None)
-    return out
+    return {s: v.decode() for s, v in zip(subjects, values[1:], strict=True) if v is not None}
 
 
 async def put(redis: aioredis.Redis, did: str, follows: Mapping[str, str], ttl_s: float) -> None:

@@ -97,7 +97,10 @@ class FollowRun:
             return await self._on_error(e)
 
     async def _execute(self, targets: Sequence[FollowTarget]) -> Outcome:
-        existing = None if self.attempt > 1 else await follow_index.get(self.d.redis, self.did)
+        existing = None
+        if self.attempt == 1:
+            subjects = [t.account for t in targets]
+            existing = await follow_index.lookup(self.d.redis, self.did, subjects)
         if existing is None:
             existing = await self._list()
         p = follows.plan(self.did, targets, existing)
