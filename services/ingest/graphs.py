@@ -33,16 +33,25 @@ def _edges(user_id: str, parsed: ParsedArchive) -> Iterator[tuple[str, int, int]
             yield (user_id, direction, x)
 
 
-async def current(conn: asyncpg.Pool | asyncpg.Connection, user_id: str) -> Stored | None:
+async def current(
+    conn: asyncpg.Pool | asyncpg.Connection, user_id: str, object_name: str
+) -> Stored | None:
     row = await conn.fetchrow(
         "select version, following_count, follower_count, owner_x_id, owner_username"
-        " from graphs where user_id = $1",
+        " from graphs where user_id = $1 and object_name = $2",
         user_id,
+        object_name,
     )
     if row is None:
         return None
     return Stored("current", row["version"], row["following_count"],
                   row["follower_count"], row["owner_x_id"], row["owner_username"])  # fmt: skip
+
+
+async def stored_from(pool: asyncpg.Pool, user_id: str, object_name: str) -> Stored | None:
+    """The current graph if this very upload produced it (a redelivery), else None."""
+    found = await current(pool, user_id, object_name)
+    return replace(found, status="redelivered") if found else None
 
 
 async def store(
@@ -70,7 +79,7 @@ async def store(
             "select version, object_name, uploaded_at from graphs where user_id = $1", user_id
         )
         if row is not None and row["object_name"] == object_name:
-            found = await current(conn, user_id)
+            found = await current(conn, user_id, object_name)
             assert found is not None
             return replace(found, status="redelivered")
         if row is not None and row["uploaded_at"] is not None and row["uploaded_at"] > uploaded_at:

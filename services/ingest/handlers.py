@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from hqx import db, subjects
@@ -39,14 +39,18 @@ async def handle_archive_uploaded(msg: ArchiveUploaded, delivery: Delivery, deps
         events.upload_skipped(msg.user_id, "user_erased")
         return Skipped("user_erased")
     started = time.perf_counter()
+    # NOTE: a redelivery after success must not read the object: the purger may have deleted it.
+    stored = await graphs.stored_from(deps.svc.pool, msg.user_id, msg.object_name)
     try:
-        parsed = await _with_heartbeat(delivery, deps, _parse(msg, deps))
-        if msg.proven_x_account_id and msg.proven_x_account_id != parsed.owner.account_id:
-            raise ArchiveRejectedError(
-                Reason.OWNER_MISMATCH, "this archive belongs to another X account"
-            )
-        stored = await graphs.store(deps.svc.pool, msg.user_id, msg.object_name,
-                                    msg.occurred_at, msg.sha256, parsed)  # fmt: skip
+        if stored is None:
+            async with _heartbeat(delivery, deps.settings.heartbeat_s):
+                parsed = await _parse(msg, deps)
+                if msg.proven_x_account_id not in (None, parsed.owner.account_id):
+                    raise ArchiveRejectedError(
+                        Reason.OWNER_MISMATCH, "this archive belongs to another X account"
+                    )
+                stored = await graphs.store(deps.svc.pool, msg.user_id, msg.object_name,
+                                            msg.occurred_at, msg.sha256, parsed)  # fmt: skip
     except ArchiveRejectedError as e:
         events.archive_rejected(msg.user_id, e.code.value)
         rejected = ArchiveRejected(user_id=msg.user_id, object_name=msg.object_name,
@@ -82,18 +86,19 @@ async def _parse(msg: ArchiveUploaded, deps: Deps) -> ParsedArchive:
         await chunks.close()
 
 
-async def _with_heartbeat(
-    delivery: Delivery, deps: Deps, work: Awaitable[ParsedArchive]
-) -> ParsedArchive:
+@contextlib.asynccontextmanager
+async def _heartbeat(delivery: Delivery, every_s: float) -> AsyncIterator[None]:
+    """`in_progress` on a timer while a big archive streams and its rows are copied."""
+
     async def beat() -> None:
         while True:
-            await asyncio.sleep(deps.settings.heartbeat_s)
+            await asyncio.sleep(every_s)
             with contextlib.suppress(Exception):
                 await delivery.in_progress()
 
     task = asyncio.create_task(beat())
     try:
-        return await work
+        yield
     finally:
         task.cancel()
 

@@ -99,6 +99,12 @@ async def test_redelivery_and_reupload_leave_one_consistent_graph(
     assert await pool.fetchval("select version from graphs where user_id = $1", user_id) == 1
     assert len(await events_of(ingest, subjects.graph_ingested(user_id))) == 1
     assert await edges(pool, user_id, 1) == [1, 2, 3]
+    # Redelivered again after the purger deleted the raw archive: still no rejection.
+    await (await ingest.archives()).delete(msg.object_name)
+    await ingest.publish(subjects.archive_uploaded(user_id), msg)
+    await drained(ingest.js, SPEC.stream.value, SPEC.durable)
+    assert await events_of(ingest, subjects.archive_rejected(user_id)) == []
+    assert len(await events_of(ingest, subjects.graph_ingested(user_id))) == 1
     # A newer upload replaces the graph entirely.
     await upload(ingest, user_id, build_archive(ArchiveSpec(following=[9], follower=[4, 5])))
     await drained(ingest.js, SPEC.stream.value, SPEC.durable)
@@ -157,3 +163,16 @@ async def test_erased_user_is_skipped(ingest: Service, pool: asyncpg.Pool, user_
     await drained(ingest.js, SPEC.stream.value, SPEC.durable)
     assert await pool.fetchval("select count(*) from users where id = $1", user_id) == 0
     assert await events_of(ingest, subjects.graph_ingested(user_id)) == []
+
+
+async def test_owner_mismatch_with_id_proven_earlier(
+    ingest: Service, pool: asyncpg.Pool, user_id: str
+) -> None:
+    await pool.execute(
+        "insert into users (id, x_account_id, x_proven) values ($1, 42, true)", user_id
+    )
+    await upload(ingest, user_id, build_archive(ArchiveSpec(following=[1], follower=[2])))
+    got = await eventually(lambda: events_of(ingest, subjects.archive_rejected(user_id)))
+    assert ArchiveRejected.model_validate_json(got[0]).reason == "owner_mismatch"
+    assert await pool.fetchval("select x_account_id from users where id = $1", user_id) == 42
+    assert await pool.fetchval("select count(*) from graphs where user_id = $1", user_id) == 0
