@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hqx.errors import HqxError, Reason
 from hqx.service import Service
 from services.gateway.deps import request_limits
+from services.gateway.http_metrics import RequestMetrics
 from services.gateway.hub import ProgressHub
 from services.gateway.ratelimit import RequestLimiter
 from services.gateway.routes import accounts, auth, me, pages, progress, uploads
@@ -84,6 +85,7 @@ def create(settings: Settings) -> FastAPI:
     app.state.svc = svc
     app.state.settings = settings
     app.add_middleware(SecurityMiddleware, secure_cookies=settings.cookie_secure)
+    app.add_middleware(RequestMetrics)
     app.add_exception_handler(HqxError, _hqx_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -70,3 +70,16 @@ async def test_request_limits_per_user(settings, x_provider) -> None:
         async with gw.browser(signed_in=True) as c, gw.browser(signed_in=True) as other:
             codes = [(await c.get("/api/me")).status_code for _ in range(4)]
             assert codes[-1] == 429 and (await other.get("/api/me")).status_code == 200
+
+
+async def test_requests_are_counted_by_route_template(gateway: Gateway) -> None:
+    async with gateway.browser(signed_in=True) as c:
+        await c.get("/api/uploads/some-upload-id")
+        async with gateway.client() as h:
+            h.base_url = f"http://127.0.0.1:{gateway.svc.health_port}"
+            text = (await h.get("/metrics")).text
+    assert (
+        'hqx_http_requests_total{method="GET",route="/api/uploads/{upload_id}",status="404"}'
+        in text
+    )
+    assert "some-upload-id" not in text
