@@ -194,6 +194,10 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
                 f"driver steps that failed: {len(r.timeline.failures)}"
                 f" (first: {r.timeline.failures[0]})"
             )
+        if r.timeline.retried:
+            notes.append(
+                "driver retries: " + ", ".join(f"{k} x{n}" for k, n in r.timeline.retried.items())
+            )
         if r.timeline.drained_at is None:
             last = r.timeline.lag[-1] if r.timeline.lag else {}
             busy = ", ".join(f"{k}={v[0]}" for k, v in last.items() if k != "t" and v[0])

@@ -39,13 +39,16 @@ def service_env(plan: Plan) -> dict[str, str]:
         # NOTE(#11): read by the Bluesky adapter once it supports compressed budgets.
         "HQX_BLUESKY_ADAPTER_TIME_COMPRESSION": f,
         "HQX_BLUESKY_ADAPTER_ALLOW_LOCAL_PDS": "true",
-        "HQX_PURGER_TIME_COMPRESSION": f,
-        "HQX_MATCHER_TIME_COMPRESSION": f,
+        # Network-time settings, compressed like the networks' windows.
+        "HQX_PURGER_COMPLETION_GRACE_S": f"{3600 / plan.factor:g}",
+        # Wall-time safety margins, shortened so that a run drains in minutes: a killed
+        # replica's unacked messages come back after ack_wait; the purger's second erase pass
+        # must come after the longest ack_wait of a per-user writer.
+        "HQX_BLUESKY_ADAPTER_ACK_WAIT_S": "15",
+        "HQX_MASTODON_ADAPTER_ACK_WAIT_S": "15",
+        "HQX_PURGER_ERASE_SETTLE_S": "20",
+        "HQX_PURGER_SWEEP_INTERVAL_S": "5",
     }
-    if plan.chaos:
-        # A killed replica's unacked messages come back after ack_wait: keep it short.
-        env["HQX_BLUESKY_ADAPTER_ACK_WAIT_S"] = "15"
-        env["HQX_MASTODON_ADAPTER_ACK_WAIT_S"] = "15"
     return env
 
 

@@ -1,0 +1,63 @@
+"""Smoke test of the exodus harness at tiny scale: the real pipeline, the real checks."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bench.exodus.check import Budget, limit_min
+from bench.exodus.loopback import LoopbackServer
+from bench.exodus.population import Shape, build
+from bench.exodus.run import Plan, run
+from bench.exodus.sim_bluesky import BlueskySim
+
+
+def test_population_is_seeded_and_shaped() -> None:
+    a, b = build(Shape.quick(120)), build(Shape.quick(120))
+    assert [p.x_id for p in a.people] == [p.x_id for p in b.people]
+    assert all((x == y).all() for x, y in zip(a._followings, b._followings, strict=True))
+    assert sum(p.bluesky for p in a.people) > 0
+    assert any(a.platform_followings(i) for i in range(120))
+
+
+def test_pds_refuses_and_records_what_exceeds_its_limits() -> None:
+    sim = BlueskySim(factor=1.0)
+    sim.add_account("did:plc:" + "a" * 24, "a.bsky.test", "pw", "127.0.0.2")
+    srv = LoopbackServer(sim.app(), ["127.0.0.2"]).start()
+    try:
+        url = srv.url("127.0.0.2") + "/xrpc/com.atproto.server.createSession"
+        codes = [
+            httpx.post(url, json={"identifier": "a.bsky.test", "password": "pw"}).status_code
+            for _ in range(31)
+        ]
+    finally:
+        srv.stop()
+    assert codes[:30] == [200] * 30 and codes[30] == 429
+    assert [v.limit for v in sim.violations] == ["create-session-5min"]
+
+
+def test_limit_minimum() -> None:
+    hour = Budget(1500, 3600, aligned=False)
+    assert hour.min_time(1500, 0, 1.0) == 0
+    assert hour.min_time(1501, 0, 1.0) == 3600
+    day = Budget(360, 86400, aligned=True)
+    assert day.min_time(361, 86400 - 10, 1.0) == 10
+    assert limit_min("mastodon", 100, 0.0, 1.0) == 0
+
+
+@pytest.mark.slow
+def test_tiny_exodus_day_end_to_end() -> None:
+    pop = build(Shape.quick(24, seed=7))
+    result = run(pop, Plan(day_wall_s=15.0, replicas=1, drain_timeout_s=40.0), "smoke")
+    v = result.verdict
+    last = result.timeline.lag[-1] if result.timeline.lag else {}
+    busy = {k: n for k, n in last.items() if k != "t" and n[0]}
+    assert result.timeline.drained_at is not None, busy
+    assert not result.timeline.failures, result.timeline.retried
+    assert v.required > 0
+    assert v.lost == []
+    assert v.duplicates == 0
+    assert sum(v.violations.values()) == 0
+    assert v.erased_violations == 0
+    assert v.objects_left == 0
+    assert v.dlq_unexpected == []
