@@ -266,3 +266,18 @@ def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(overlay: str) -
     for name in targets:
         # An apply would otherwise reset what KEDA / the HPA decided.
         assert "replicas" not in of_kind(objs, "Deployment")[name]["spec"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingress_routes_to_the_gateway_service_admitted_by_its_policy(overlay: str) -> None:
+    objs = render(f"overlays/{overlay}")
+    services = of_kind(objs, "Service")
+    for ingress in of_kind(objs, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                svc = services[backend["name"]]
+                assert backend["port"]["name"] in {p["name"] for p in svc["spec"]["ports"]}
+    if of_kind(objs, "Ingress"):
+        policy = of_kind(objs, "NetworkPolicy")["gateway"]["spec"]
+        assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
