@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 
 from hqx import subjects
 from hqx.service import Service
-from services.matcher import dispatch, handlers, stats
+from services.matcher import dispatch, handlers, plans, stats
 from services.matcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,10 +26,14 @@ def create(settings: Settings) -> Service:
 
 
 async def sweep(svc: Service, settings: Settings) -> None:
-    """Publish coalesced `match.found`, and re-dispatch plans a crash left unsent."""
-    last_unsent = time.monotonic()
+    """Send settled reverse plans (and any a crash left unsent), publish coalesced stats."""
     while True:
-        with contextlib.suppress(Exception):
+        try:
+            unsent = await dispatch.unsent(
+                svc.pool, settings.reverse_settle_s, settings.sweep_owners
+            )
+            if unsent:
+                await handlers.publish_plans(svc, settings, plans.Work(dispatch=unsent))
             # NOTE: bounded per sweep: under an exodus burst, notifications lag behind (stats
             # stay queryable live) instead of taking the database from the matching itself.
             await stats.publish_dirty(
@@ -40,12 +42,6 @@ async def sweep(svc: Service, settings: Settings) -> None:
                 settings.stats_per_sweep,
                 settings.stats_settle_s,
             )
-            if time.monotonic() - last_unsent >= settings.undispatched_after_s:
-                last_unsent = time.monotonic()
-                for network, owners in (
-                    await dispatch.unsent(svc.pool, settings.undispatched_after_s)
-                ).items():
-                    await handlers.publish_plans(
-                        svc, settings, handlers.plans.Work(dispatch={network: owners})
-                    )
+        except Exception:  # a sweep failure is retried at the next tick
+            log.exception("matcher sweep failed")
         await asyncio.sleep(settings.sweep_interval_s)

@@ -14,10 +14,13 @@ from hqx.subjects import Network
 async def apply(
     conn: asyncpg.Connection, user_id: str, changes: Mapping[Network, bool], at: datetime
 ) -> tuple[list[Network], list[Network]] | None:
-    """Apply a consent change; returns (turned on, turned off), None for an unknown user.
+    """Apply a consent change; returns the networks (opted in, opted out) it decides, None for
+    an unknown user.
 
-    A network's choice is applied only if `at` is newer than the last one applied to it, so a
-    late redelivery of an old change never undoes a newer one. Idempotent.
+    The gateway may already have written users.auto_reconnect: the message, not a diff with the
+    row, says what to do (both follow-ups are idempotent). A network's choice is applied only if
+    `at` is newer than the last one applied to it, so a late redelivery of an old change never
+    undoes a newer one.
     """
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -34,10 +37,10 @@ async def apply(
             if last is not None and datetime.fromisoformat(last) >= at:
                 continue
             stamps[network.value] = at.isoformat()
-            if wanted and network.value not in current:
+            if wanted:
                 current.add(network.value)
                 on.append(network)
-            elif not wanted and network.value in current:
+            else:
                 current.discard(network.value)
                 off.append(network)
         await conn.execute(

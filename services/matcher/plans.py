@@ -44,7 +44,9 @@ async def _join(conn: asyncpg.Connection, user_id: str, network: Network, work: 
     # NOTE: also on UNCHANGED: a redelivery after a crash between entering and planning.
     owners, created = await match.reverse(conn, entry)
     events.follows_planned(network.value, "reverse", created, len(owners))
-    work.send(network, owners)
+    # NOTE: not dispatched here: the sweep sends reverse plans after a short settle, so on an
+    # exodus day the friends who join within seconds of each other reach each follower as one
+    # batch, not one message per friend.
     work.dirty.update(owners)
     work.dirty.update(await match.followed_by(conn, entry.x_account_id))
 

@@ -17,9 +17,11 @@ class Settings(ServiceSettings):
     mastodon_batch: int = 40
     # Messages handled at once per replica.
     concurrency: int = 8
-    # Sweeps: planned rows never dispatched (crash between plan and publish), and dirty stats.
+    # The sweep sends planned rows not sent yet: reverse matches (late joiners), coalesced per
+    # follower once they are this old, and anything a crash left between plan and publish.
     sweep_interval_s: float = 1.0
-    undispatched_after_s: float = 30.0
+    reverse_settle_s: float = 2.0
+    sweep_owners: int = 2000
     # match.found: at most this many users per sweep, each once its stats settled this long.
     stats_per_sweep: int = 100
     stats_settle_s: float = 1.0

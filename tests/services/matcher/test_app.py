@@ -41,7 +41,7 @@ async def matcher(settings: ServiceSettings):
         **settings.model_dump(by_alias=True),
         sweep_interval_s=0.05,
         stats_settle_s=0.0,
-        undispatched_after_s=0.5,
+        reverse_settle_s=0.2,
     )
     svc = create(s)
     await svc.start()

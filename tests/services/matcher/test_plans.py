@@ -221,3 +221,26 @@ async def test_user_stats(pool: asyncpg.Pool) -> None:
     )
     g = await stats.global_stats(pool)
     assert g["directory"]["bluesky"] >= 3 and g["proven_users"] >= 3
+
+
+async def test_consent_written_by_the_gateway_first_is_still_honoured(
+    pool: asyncpg.Pool,
+) -> None:
+    """The gateway updates users.auto_reconnect, then publishes consent.changed."""
+    b = x_base()
+    fan = await joined(pool, b + 1, BSKY)
+    await store_graph(pool, fan, b + 1, [b + 2, b + 3])
+    async with pool.acquire() as conn:
+        await plans.on_graph(conn, fan)
+    await joined(pool, b + 2, BSKY)  # joins while fan has not opted in: nothing planned
+    assert await ledger_rows(pool, [fan]) == set()
+    now = datetime.now(UTC)
+    await pool.execute("update users set auto_reconnect = '{bluesky}' where id = $1", fan)
+    async with pool.acquire() as conn:
+        await plans.on_consent(conn, fan, {BSKY: True}, now)  # catches up at once
+        assert await ledger_rows(pool, [fan]) == {(fan, "bluesky", b + 2)}
+        await joined(pool, b + 3, BSKY)  # reverse match: planned
+        assert len(await ledger_rows(pool, [fan])) == 2
+        await pool.execute("update users set auto_reconnect = '{}' where id = $1", fan)
+        await plans.on_consent(conn, fan, {BSKY: False}, now + timedelta(seconds=1))
+    assert await ledger_rows(pool, [fan]) == set()  # pending reconnections withdrawn

@@ -98,7 +98,7 @@ def populations(draw: st.DrawFn) -> tuple[int, list[tuple], dict[int, set[str]]]
             if draw(st.integers(0, 5)) == 0:
                 events.append(("unlink", u, net))
                 events.append(("link", u, net))
-        for _ in range(draw(st.integers(0, 1))):
+        for _ in range(draw(st.integers(0, 2))):
             events.append(
                 ("consent", u, draw(st.sampled_from([x.value for x in NETS])), draw(st.booleans()))
             )
@@ -157,13 +157,21 @@ async def test_random_population_matches_the_model(
                 model.leave(i, net.value)
             elif kind == "consent":
                 net, wanted = Network(ev[2]), ev[3]
+                # the gateway writes the choice itself, then announces it
+                await pool.execute(
+                    "update users set auto_reconnect = array(select distinct x from unnest("
+                    "array_cat(auto_reconnect, $2::text[])) x where not x = any($3::text[]))"
+                    " where id = $1",
+                    u,
+                    [net.value] if wanted else [],
+                    [] if wanted else [net.value],
+                )
                 await plans.on_consent(conn, u, {net: wanted}, clock)
-                was = net.value in model.optin[i]
-                if wanted and not was:
+                if wanted:
                     model.optin[i].add(net.value)
                     if net.value in model.linked.get(i, set()):
                         model.forward(i, {net.value}, origin="reverse")
-                elif not wanted and was:
+                else:
                     model.optin[i].discard(net.value)
                     for row in [
                         r
