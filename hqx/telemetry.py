@@ -84,8 +84,37 @@ def setup(service: str, environ: Mapping[str, str] | None = None) -> Any | None:
             log.warning("unknown traces exporter ignored", extra={"exporter": name})
     trace.set_tracer_provider(provider)
     _provider = provider
+    _instrument_http_clients()
     log.info("tracing on", extra={"exporters": ",".join(names)})
     return provider
+
+
+def _scrub_url(span: Span, url: Any) -> None:
+    """Keep a URL's query out of spans: it can name people (`/api/v2/search?q=@someone`)."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in ("url.full", "http.url"):
+        if key in attributes:
+            span.set_attribute(key, str(url).split("?", 1)[0].split("#", 1)[0])
+
+
+def _instrument_http_clients() -> None:
+    """CLIENT spans around every call to a network (httpx: atproto, OAuth; requests: Mastodon.py).
+
+    They carry `traceparent` to the peer too, as W3C intends: random ids, no user data.
+    """
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    async def async_scrub(span: Span, request: Any) -> None:
+        _scrub_url(span, request[1])
+
+    HTTPXClientInstrumentor().instrument(
+        request_hook=lambda span, request: _scrub_url(span, request[1]),
+        async_request_hook=async_scrub,
+    )
+    RequestsInstrumentor().instrument(
+        request_hook=lambda span, request: _scrub_url(span, request.url)
+    )
 
 
 def flush(timeout_s: float = 5.0) -> None:

@@ -277,3 +277,33 @@ async def test_http_middleware_opens_a_root_span_and_counts_by_route(
     assert spans[0].parent is None
     assert f"{spans[0].context.trace_id:032x}" != parent.split("-")[1]
     assert spans[1].attributes["http.response.status_code"] == 503
+
+
+def test_calls_to_networks_get_client_spans_without_their_query() -> None:
+    code = (
+        "import http.server, threading, asyncio, httpx, requests\n"
+        "from hqx import telemetry\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+        "    def log_message(self, *a): pass\n"
+        "srv = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+        "threading.Thread(target=srv.serve_forever, daemon=True).start()\n"
+        "base = f'http://127.0.0.1:{srv.server_port}'\n"
+        "telemetry.setup('mastodon_adapter')\n"
+        "requests.get(base + '/api/v2/search?q=%40someone%40example.org&resolve=true')\n"
+        "async def main():\n"
+        "    async with httpx.AsyncClient() as c:\n"
+        "        await c.get(base + '/xrpc/com.atproto.repo.listRecords?repo=did:plc:x')\n"
+        "asyncio.run(main())\n"
+        "telemetry.flush()\n"
+        "srv.shutdown()\n"
+    )
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count('"kind": "SpanKind.CLIENT"') == 2
+    assert "/api/v2/search" in out.stdout and "/xrpc/com.atproto.repo.listRecords" in out.stdout
+    assert "someone" not in out.stdout and "did:plc:x" not in out.stdout
