@@ -93,6 +93,7 @@ class Grant:
     units: int
     wait_s: float
     limited_by: str | None = None
+    at: float = 0.0  # when Redis decided (epoch seconds): the spend's place in the windows
     _spent: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
@@ -138,7 +139,8 @@ BUDGETS: Mapping[str, Budget] = {
 
 # KEYS: per charge (base, total, server). ARGV: units, min_units, nonce, then per charge
 # (window_ms, cap, per_unit, fixed, kind 0=sliding 1=aligned).
-# Returns {granted, wait_ms, limiting charge index (1-based, 0 = none)}; wait_ms -1: never fits.
+# Returns {granted, wait_ms, limiting charge index (1-based, 0 = none), Redis time ms};
+# wait_ms -1: never fits.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -200,13 +202,13 @@ if best >= min_units then
       if c.suntil > now then redis.call('HINCRBY', c.srvk, 'extra', cost) end
     end
   end
-  return {best, 0, limiting}
+  return {best, 0, limiting, now}
 end
 local wait, worst = 0, 0
 for i = 1, n do
   local c = st[i]
   local need = c.fx + min_units * c.pu
-  if need > c.cap then return {0, -1, i} end
+  if need > c.cap then return {0, -1, i, now} end
   local wi = 0
   if c.su + need > c.cap then wi = c.suntil - now end
   if c.u + need > c.cap then
@@ -226,7 +228,7 @@ for i = 1, n do
   end
   if wi > wait then wait = wi; worst = i end
 end
-return {0, math.max(wait, 1), worst}
+return {0, math.max(wait, 1), worst, now}
 """
 
 # KEYS: base, total, server of one budget. ARGV: used (server's, in our points), until_ms.
@@ -282,12 +284,12 @@ class RateLimiter:
             keys += [base, f"{base}:total", f"{base}:server"]
             kind = 0 if c.budget.kind == "sliding" else 1
             argv += [c.budget.window_ms, c.budget.cap, c.per_unit, c.fixed, kind]
-        granted, wait_ms, idx = (int(x) for x in await self._acquire(keys=keys, args=argv))
+        granted, wait_ms, idx, at_ms = (int(x) for x in await self._acquire(keys=keys, args=argv))
         name = charges[idx - 1].budget.name if idx else None
         if wait_ms < 0:
             raise BudgetTooSmallError(f"{lo} units never fit budget {name}")
         if wait_ms > 0:
-            return Grant(0, wait_ms / 1000.0, name)
+            return Grant(0, wait_ms / 1000.0, name, at_ms / 1000.0)
         spent = tuple(
             (
                 c.budget.key(c.account),
@@ -298,7 +300,7 @@ class RateLimiter:
             for c in charges
             if c.fixed + granted * c.per_unit > 0
         )
-        return Grant(granted, 0.0, name, spent)  # type: ignore[arg-type]
+        return Grant(granted, 0.0, name, at_ms / 1000.0, spent)  # type: ignore[arg-type]
 
     async def refund(self, grant: Grant) -> None:
         """Give back what a grant spent (the call it paid for never reached the server).
