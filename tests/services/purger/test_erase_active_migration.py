@@ -68,17 +68,23 @@ async def test_erase_mid_migration_adapter_killed_and_restarted(
     assert (await ledger_states(pool, user)).get("planned", 0) > 0
 
     await purger.publish(subjects.user_erase(user), UserEraseRequested(user_id=user))
-    await eventually(lambda: db.is_erased(pool, user))
+    await eventually(lambda: db.is_erased(pool, user), timeout=30)
     # A command redelivered after the erase (a replayed batch), then the adapter comes back.
     await request_follows(pool, purger, user, ts[:400], again=True, plan=False)
     adapter_process.start()
-    await drained(purger.js, ADAPTER.stream.value, ADAPTER.durable, timeout=60)
+    await drained(purger.js, ADAPTER.stream.value, ADAPTER.durable, timeout=120)
+
+    left: list[str] = []
 
     async def nothing_left() -> bool:
-        return await scan(pool, purger.redis, purger.js, user) == []
+        left[:] = await scan(pool, purger.redis, purger.js, user)
+        return not left
 
-    await eventually(nothing_left, timeout=60, interval=0.5)
-    await drained(purger.js, PURGER.stream.value, PURGER.durable, timeout=30)
+    try:
+        await eventually(nothing_left, timeout=120, interval=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"still held after the erase: {left}") from e
+    await drained(purger.js, PURGER.stream.value, PURGER.durable, timeout=60)
     assert len(await repo_follows(bsky_pds, did)) == made  # no follow after the erase
     assert await scan(pool, purger.redis, purger.js, user) == []
     assert await scan(pool, purger.redis, purger.js, did) == []
