@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import socket
 import threading
@@ -84,11 +85,13 @@ class Window:
 
 
 class LimitFront:
-    """The proxy. `start()` serves it on a free port in a thread; `base_url` is its address."""
+    """The proxy. `start()` serves it on a free port in a thread; `base_url` is its address.
+
+    `upstream=None` simulates the instance itself (benchmarks: the limits, not the peer)."""
 
     def __init__(
         self,
-        upstream: str,
+        upstream: str | None,
         *,
         compression: float = 1.0,
         follows_per_day: int = 400,
@@ -96,7 +99,7 @@ class LimitFront:
         follow_threshold: int = 7500,
         follow_ratio: float = 1.1,
     ) -> None:
-        self.upstream = upstream.rstrip("/")
+        self.upstream = upstream.rstrip("/") if upstream else None
         self.compression = compression
         self.follows = Window(follows_per_day, 86400.0 / compression)
         self.token_api = Window(requests_per_5min, 300.0 / compression)
@@ -207,6 +210,8 @@ class LimitFront:
         return resp
 
     async def _account_counts(self, request: Request, token: str) -> tuple[int, int]:
+        if token not in self._counts and self.upstream is None:
+            self._counts[token] = (0, 0)
         if token not in self._counts:
             r = await self._http().get(
                 f"{self.upstream}/api/v1/accounts/verify_credentials",
@@ -228,6 +233,8 @@ class LimitFront:
         return JSONResponse({"error": "Too many requests"}, status_code=429, headers=headers)
 
     async def _forward(self, request: Request) -> Response:
+        if self.upstream is None:
+            return self._simulate(request)
         url = f"{self.upstream}{request.url.path}"
         if request.url.query:
             url += f"?{request.url.query}"
@@ -240,12 +247,35 @@ class LimitFront:
         out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP}
         return Response(r.content, status_code=r.status_code, headers=out)
 
+    def _simulate(self, request: Request) -> Response:
+        """No upstream (benchmarks): an instance where every `user@host` exists and is open."""
+        self.stats["simulated"] += 1
+        path = request.url.path
+        if path == "/api/v2/search":
+            acct = request.query_params.get("q", "").lstrip("@").lower()
+            account = {"id": _sim_id(acct), "username": acct.split("@")[0], "acct": acct,
+                       "display_name": acct, "locked": False, "bot": False, "group": False}
+            return JSONResponse({"accounts": [account], "statuses": [], "hashtags": []})
+        m = FOLLOW_RE.match(path)
+        if m and request.method == "POST":
+            return JSONResponse({"id": m.group(1), "following": True, "showing_reblogs": True,
+                                 "notifying": False, "followed_by": False, "blocking": False,
+                                 "muting": False, "requested": False, "domain_blocking": False})
+        if path == "/api/v1/accounts/verify_credentials":
+            return JSONResponse({"id": "1", "username": "sim", "acct": "sim",
+                                 "following_count": 0, "followers_count": 0})
+        return JSONResponse({"error": "Record not found"}, status_code=404)
+
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 timeout=60, trust_env=False, limits=httpx.Limits(max_connections=64)
             )
         return self._client
+
+
+def _sim_id(acct: str) -> str:
+    return str(int.from_bytes(hashlib.sha256(acct.encode()).digest()[:6], "big"))
 
 
 def _bearer(request: Request) -> str | None:
