@@ -129,8 +129,13 @@ async def handle_user_erase(message: UserEraseRequested, delivery: Delivery, dep
     what a handler already past its `is_erased` check wrote meanwhile, and the request too.
     """
     user = message.user_id
-    requested_at = delivery.raw.metadata.timestamp
-    age = (deps.clock() - requested_at).total_seconds()
+    await erasure.tombstone(deps.pool, user)
+    # Settle from the tombstone (the first erase of this user), not from this request: a
+    # request handled late, or a second request, must not skip the window.
+    erased_at = await deps.pool.fetchval(
+        "select erased_at from erased_users where user_hash = $1", user_hash(user)
+    )
+    age = (deps.clock() - max(delivery.raw.metadata.timestamp, erased_at)).total_seconds()
     final = age >= deps.settings.erase_settle_s
     await erase_everything(deps, user, final=final)
     if not final:
