@@ -20,10 +20,11 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -251,11 +252,16 @@ async def reverse(pool: asyncpg.Pool, publish, s: Sizes, tag: str) -> dict[str, 
         await new_user(pool, uid, x, [], optin=False)
         async with pool.acquire() as conn:
             t = time.perf_counter()
-            work = await plans.on_linked(conn, uid, BSKY)
+            await plans.on_linked(conn, uid, BSKY)
             plan_t.append(time.perf_counter() - t)
+        # what the matcher's sweep sends once the reverse plans settle
         t = time.perf_counter()
-        for net, owners in work.dispatch.items():
-            await dispatch.dispatch(pool, publish, net, owners, 200)
+        owners = await pool.fetch(
+            "select user_id from follow_ledger where target_x_id = $1 and network = 'bluesky'"
+            " and state = 'planned' and batch_id is null",
+            x,
+        )
+        await dispatch.dispatch(pool, publish, BSKY, [r[0] for r in owners], 200)
         send_t.append(time.perf_counter() - t)
         planned.append(
             await pool.fetchval("select count(*) from follow_ledger where target_x_id = $1", x)
@@ -401,8 +407,15 @@ async def exodus(
 # --- main -------------------------------------------------------------------------------------
 
 
-async def run(quick: bool, keep: bool) -> dict[str, object]:
+def progress(phase: str, data: object) -> None:
+    """Phase results on stderr as they come (a full run takes long)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {phase}: {json.dumps(data)}", file=sys.stderr, flush=True)
+
+
+async def run(quick: bool, keep: bool, exodus_users: int | None = None) -> dict[str, object]:
     s = QUICK if quick else FULL
+    if exodus_users:
+        s = replace(s, exodus_users=exodus_users)
     pg_base = os.environ.get("HQX_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
     url = f"{pg_base}/{DB_NAME}"
     tmp = Path(tempfile.mkdtemp(prefix="hqx-bench-matcher-"))
@@ -424,6 +437,7 @@ async def run(quick: bool, keep: bool) -> dict[str, object]:
         pool = await db.connect(url, max_size=8)
         await db.migrate(pool)
         loaded = {"reused": True} if reuse else await load(pool, s)
+        progress("load", loaded)
         await pool.execute(f"comment on table graph_edges is '{marker}'")
         settings = ServiceSettings(
             NATS_URL=nats_srv.url,
@@ -440,8 +454,11 @@ async def run(quick: bool, keep: bool) -> dict[str, object]:
 
         tag = f"{int(time.time()) % 100000}"
         base = await baseline(pool, s)
+        progress("baseline", ms(base))
         fwd = await forward(pool, publish, s, tag)
+        progress("forward", {k: v for k, v in fwd.items() if k != "raw"})
         rev = await reverse(pool, publish, s, tag)
+        progress("reverse", {k: v for k, v in rev.items() if k != "raw"})
         env = {
             **os.environ,
             "NATS_URL": nats_srv.url,
@@ -450,12 +467,16 @@ async def run(quick: bool, keep: bool) -> dict[str, object]:
             "HQX_LOG_LEVEL": "WARNING",
             "HQX_HEALTH_HOST": "127.0.0.1",
         }
-        ex = [await exodus(pool, js, env, s, r, f"{tag}r{r}") for r in (1, 2)]
+        ex = []
+        for r in (1, 2):
+            ex.append(await exodus(pool, js, env, s, r, f"{tag}r{r}"))
+            progress("exodus", {k: v for k, v in ex[-1].items() if k != "lag"})
         await nc.close()
         await pool.close()
     finally:
         nats_srv.stop()
         redis_srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     b50 = pct(base, 50)
     return {
         "mode": "quick" if quick else "full",
@@ -525,8 +546,9 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.matcher")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--keep", action="store_true", help="reuse a database loaded at this size")
+    p.add_argument("--exodus-users", type=int, help="override the exodus population")
     args = p.parse_args()
-    r = asyncio.run(run(args.quick, args.keep))
+    r = asyncio.run(run(args.quick, args.keep, args.exodus_users))
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "matcher.json").write_text(json.dumps(r, indent=1, default=str))
     print(report(r))
