@@ -1,8 +1,9 @@
 """A person's migration progress, read from PostgreSQL: what the page and the SSE stream show.
 
-Stages: none -> receiving -> received -> unpacked (graph stored) -> matched -> following -> done,
-or rejected (with the ingest reason). Per network: done / requested / pending / skipped (by
-reason) / failed, and why pending follows wait.
+Stages: none -> receiving -> received -> unpacked (graph stored) -> following -> done, or
+rejected (with the ingest reason), or nomatch (linked, but nobody to follow there yet).
+Per network: done / requested / pending / skipped (by reason) / failed, and why pending follows
+wait.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def _stage(
     if finished:
         return "done"
     if graph is not None:
-        return "unpacked"
+        linked = any(n["linked"] for n in networks.values())
+        return "nomatch" if linked else "unpacked"
     if upload is None:
         return "none"
     return str(upload["state"])

@@ -135,7 +135,9 @@ async def append(
 ) -> WriteState:
     """Append the body at `client_offset`. A broken connection keeps what was stored."""
     if row["state"] != "receiving":
-        raise ApiError(Reason.UPLOAD_INVALID, "this upload is already complete", 409)
+        done = row["state"] in ("received", "unpacked")
+        msg = "this upload is already complete" if done else "this upload was refused: start again"
+        raise ApiError(Reason.UPLOAD_INVALID, msg, 409)
     async with _Lock(redis, row["id"]) as lock:
         st = await state_of(writer, row)
         if client_offset != st.offset:

@@ -106,7 +106,6 @@ async def x_callback(
     except HqxError as e:
         return RedirectResponse(f"/?error={e.code.value}", status_code=303)
     x_id = int(who.account_id)
-    session_owner = user
     owner = await accounts.user_for_x(svc.pool, x_id)
     if owner is None:
         if user is None or await accounts.get_user(svc.pool, user) is None:
@@ -121,11 +120,8 @@ async def x_callback(
         )
         events.x_proven()
     response = RedirectResponse("/", status_code=303)
-    if owner != session_owner:
-        await sessions.close_session(svc.redis, request.cookies.get(sessions.COOKIE))
-        _set_session_cookie(
-            response,
-            await sessions.open_session(svc.redis, owner, settings.session_ttl_s),
-            settings,
-        )
+    # NOTE: a new session token after every sign-in (no fixation of a pre-sign-in token).
+    await sessions.close_session(svc.redis, request.cookies.get(sessions.COOKIE))
+    token = await sessions.open_session(svc.redis, owner, settings.session_ttl_s)
+    _set_session_cookie(response, token, settings)
     return response

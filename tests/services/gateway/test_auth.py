@@ -40,7 +40,9 @@ async def test_x_sign_in_proves_the_x_id_and_publishes_it(
     x_provider.sign_in_as("1600000000000000001", "mover")
     async with gateway.browser(signed_in=True) as c:
         user = (await c.get("/api/session")).json()["user_id"]
+        before = c.cookies["hqx_session"]
         await _sign_in_with_x(gateway, c)
+        assert c.cookies["hqx_session"] != before  # a new session token after sign-in
         me = (await c.get("/api/me")).json()
         assert me["user_id"] == user and me["x_proven"] and me["x_username"] == "mover"
         row = await gateway.svc.pool.fetchrow(
