@@ -155,3 +155,36 @@ async def test_nothing_comes_back_after_erase(purger: Service, settle: float) ->
     await eventually(nothing_left, timeout=30, interval=0.3)
     await drained(purger.js, SPEC.stream.value, SPEC.durable)
     assert await scan(purger.pool, purger.redis, purger.js, me) == []
+
+
+async def test_two_replicas_share_the_work_and_count_once(
+    purger: Service, purger_settings, clock
+) -> None:
+    from services.purger.app import create
+
+    second = create(purger_settings, clock=clock)
+    await second.start()
+    try:
+        users = [new_user() for _ in range(4)]
+        for u in users:
+            await world.seed_everything(purger.pool, purger.redis, purger.js, u)
+        for u in users:  # each erase requested twice, the two replicas race for them
+            await erase(purger, u)
+            await erase(second, u)
+
+        async def all_gone() -> bool:
+            for u in users:
+                if await scan(purger.pool, purger.redis, purger.js, u):
+                    return False
+            return True
+
+        await eventually(all_gone, timeout=60, interval=0.5)
+        await drained(purger.js, SPEC.stream.value, SPEC.durable, timeout=30)
+        for u in users:
+            edges = await purger.pool.fetchval(
+                "select sum(count) from purge_audit where user_hash = $1 and kind = 'graph_edges'",
+                db.user_hash(u),
+            )
+            assert edges == 5
+    finally:
+        await second.stop()
