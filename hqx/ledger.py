@@ -15,7 +15,7 @@ function is idempotent, so a redelivered message never plans or records twice:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import asyncpg
 
@@ -23,7 +23,7 @@ from hqx.errors import Reason
 from hqx.messages.follow import FollowResult, FollowState, FollowTarget
 from hqx.subjects import Network
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 Origin = Literal["forward", "reverse"]
 
 # States a later outcome may still change (done and skipped are final).

@@ -15,6 +15,7 @@ sees the other's commit, and the pair is planned whatever the order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import asyncpg
 
@@ -25,7 +26,7 @@ from hqx.messages import FollowTarget
 from hqx.subjects import Network
 from services.matcher.directory import Entry
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 async def ineligible(conn: Conn, user_id: str) -> Reason | None:

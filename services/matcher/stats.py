@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -18,7 +18,7 @@ from hqx.errors import Reason
 from hqx.messages import MatchFound, Message, NetworkStats
 from hqx.subjects import Network
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 Publish = Callable[[str, Message, str | None], Awaitable[object]]
 
 
