@@ -86,10 +86,15 @@ class ObjectChunks:
             await sub.unsubscribe()
 
 
-def sync_chunks(loop: asyncio.AbstractEventLoop, chunks: ObjectChunks) -> Iterator[bytes]:
-    """The chunks as a plain iterator, for the parser running in a worker thread."""
+def sync_chunks(
+    loop: asyncio.AbstractEventLoop, chunks: ObjectChunks, timeout_s: float = 120.0
+) -> Iterator[bytes]:
+    """The chunks as a plain iterator, for the parser running in a worker thread.
+
+    The timeout frees the thread if the loop stops (service shutdown) mid-archive.
+    """
     while True:
-        batch = asyncio.run_coroutine_threadsafe(chunks.next_batch(), loop).result()
+        batch = asyncio.run_coroutine_threadsafe(chunks.next_batch(), loop).result(timeout_s)
         if not batch:
             return
         yield from batch

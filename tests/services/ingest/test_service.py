@@ -176,3 +176,11 @@ async def test_owner_mismatch_with_id_proven_earlier(
     assert ArchiveRejected.model_validate_json(got[0]).reason == "owner_mismatch"
     assert await pool.fetchval("select x_account_id from users where id = $1", user_id) == 42
     assert await pool.fetchval("select count(*) from graphs where user_id = $1", user_id) == 0
+
+
+async def test_missing_object_is_rejected(ingest: Service, user_id: str) -> None:
+    msg = ArchiveUploaded(user_id=user_id, object_name="never-uploaded.zip", size=10)
+    await ingest.publish(subjects.archive_uploaded(user_id), msg)
+    got = await eventually(lambda: events_of(ingest, subjects.archive_rejected(user_id)))
+    assert ArchiveRejected.model_validate_json(got[0]).reason == "archive_missing"
+    assert len(await events_of(ingest, subjects.archive_unpacked(user_id))) == 1
