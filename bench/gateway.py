@@ -61,6 +61,12 @@ def small_archive(i: int) -> bytes:
     return buf.getvalue()
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -198,11 +204,13 @@ async def _measure(
 
     await asyncio.gather(*(sign_in(p) for p in people))
     rss_before = rss_kb(pid)
+    cpu0 = cpu_s(pid)
     opened = [asyncio.Event() for _ in people]
     t0 = time.perf_counter()
     watchers = [asyncio.create_task(p.watch(ev)) for p, ev in zip(people, opened, strict=True)]
     await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in opened)), 300)
     out["streams_open_s"] = time.perf_counter() - t0
+    out["streams_open_cpu_s"] = cpu_s(pid) - cpu0
     await asyncio.sleep(1.0)  # let allocations settle before reading RSS
     rss_after = rss_kb(pid)
     out["rss_before_mb"], out["rss_streams_mb"] = rss_before / 1024, rss_after / 1024
@@ -240,9 +248,10 @@ async def _measure(
         await asyncio.wait_for(p.received.wait(), 60)
         push_t.append(time.perf_counter() - t)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_s(pid)
     await asyncio.gather(*(upload(people[i], archives[i]) for i in range(uploads)))
     out["uploads_wall_s"] = time.perf_counter() - t0
+    out["uploads_cpu_s"] = cpu_s(pid) - cpu0
     out["upload_errors"] = errors
     out["rss_end_mb"] = rss_kb(pid) / 1024
     for name, xs in (("create", create_t), ("patch", patch_t), ("push", push_t)):
@@ -300,8 +309,12 @@ def report(r: dict) -> str:
         f"| per open stream | {r['kb_per_stream']:.1f} KB |",
         f"| RSS after uploads | {r['rss_end_mb']:.1f} MB |",
         "",
-        f"Streams opened in {r['streams_open_s']:.1f} s; {r['uploads']} uploads in "
-        f"{r['uploads_wall_s']:.1f} s, {r['upload_errors']} errors.",
+        f"Streams opened in {r['streams_open_s']:.1f} s ({r['streams_open_cpu_s']:.1f} CPU s of "
+        f"the gateway); {r['uploads']} uploads in {r['uploads_wall_s']:.1f} s "
+        f"({r['uploads_cpu_s']:.1f} CPU s of the gateway, "
+        f"{1000 * r['uploads_cpu_s'] / r['uploads']:.1f} ms per upload), "
+        f"{r['upload_errors']} errors. Load average at the end: {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs (the client runs on the same machine).",
         "",
         f"gateway: {r['uploads']} concurrent uploads PATCH p99 {r['patch_p99_ms']:.0f} ms "
         f"({r['patch_p99_ms'] / base:.0f}x idle API p99), API p99 with {r['streams']} streams "
