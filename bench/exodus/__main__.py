@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-data", action="store_true", help="keep the run's data dir and logs")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for noisy in ("asyncpg", "nats"):  # the chaos restarts their servers on purpose
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
     users = args.users or (500 if args.quick else 20_000)
     shape = Shape.quick(users) if args.quick else Shape(users=users)

@@ -90,6 +90,8 @@ class Verdict:
     ratios: list[float] = field(default_factory=list)
     floor_s: float = 0.0
     objects_left: int = 0
+    objects_left_names: list[str] = field(default_factory=list)
+    dlq: list[tuple[str, str, str]] = field(default_factory=list)
     dlq_total: int = 0
     dlq_unexpected: list[tuple[str, str, str]] = field(default_factory=list)
     hostile: int = 0
@@ -203,7 +205,9 @@ def verify(
 
     objects = leftovers.get("objects") or []
     v.objects_left = len(objects)  # type: ignore[arg-type]
+    v.objects_left_names = list(objects)  # type: ignore[call-overload]
     dlq = leftovers.get("dlq") or []
     v.dlq_total = len(dlq)  # type: ignore[arg-type]
+    v.dlq = list(dlq)  # type: ignore[call-overload]
     v.dlq_unexpected = [d for d in dlq if not (people.get(d[0]) and people[d[0]].hostile)]  # type: ignore[union-attr]
     return v

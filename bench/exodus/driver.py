@@ -167,8 +167,16 @@ class Driver:
 
     async def connect(self) -> None:
         env = self.orchestra.stack.env
+
+        async def quiet(e: Exception) -> None:
+            log.debug("nats: %s", e)  # restarts are part of the chaos; steps retry
+
         self.nc = await nats.connect(
-            env["NATS_URL"], max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="bench"
+            env["NATS_URL"],
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            name="bench",
+            error_cb=quiet,
         )
         self.js = self.nc.jetstream(timeout=10)
         self.pool = await asyncpg.create_pool(env["DATABASE_URL"], min_size=2, max_size=16)
@@ -187,12 +195,14 @@ class Driver:
 
     async def sign_in(self, p: Person) -> None:
         assert self.pool is not None
+        # NOTE: like the gateway, the consent is written at once and then announced.
         await self.pool.execute(
-            "insert into users (id, x_account_id, x_username, x_proven, x_proven_at)"
-            " values ($1, $2, $3, true, now()) on conflict (id) do nothing",
+            "insert into users (id, x_account_id, x_username, x_proven, x_proven_at,"
+            " auto_reconnect) values ($1, $2, $3, true, now(), $4) on conflict (id) do nothing",
             p.user_id,
             p.x_id,
             p.username,
+            sorted(n.value for n in Network),
         )
         uid = p.user_id
         proven = IdentityProven(user_id=uid, x_account_id=str(p.x_id), x_username=p.username)
@@ -382,6 +392,8 @@ class Driver:
             if lag:
                 self.tl.lag.append({"t": time.time(), **lag})
             self.orchestra.sample_rss()
+            for key in self.orchestra.revive():
+                self.tl.chaos.append((time.time(), f"{key} exited, restarted"))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
 

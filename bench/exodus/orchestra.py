@@ -55,6 +55,7 @@ class Orchestra:
     running: dict[str, Replica] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     peak_rss_kb: dict[str, int] = field(default_factory=dict)
+    revived: dict[str, int] = field(default_factory=dict)  # replica -> restarts after an exit
     _nats_port: int = 0
 
     def __post_init__(self) -> None:
@@ -144,6 +145,16 @@ class Orchestra:
 
     def dead(self) -> list[str]:
         return [k for k, r in self.running.items() if r.proc.poll() is not None]
+
+    def revive(self) -> list[str]:
+        """Start again every replica that exited on its own, as a kubelet would (a service
+        started while PostgreSQL or NATS is down exits); returns their names."""
+        dead = self.dead()
+        for key in dead:
+            rep = self.running[key]
+            self.revived[key] = self.revived.get(key, 0) + 1
+            self._spawn(rep.service, rep.index)
+        return dead
 
     def kill(self, key: str) -> None:
         """SIGKILL one replica (no cleanup, no ack of what it held) and start it again."""

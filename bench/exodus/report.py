@@ -239,6 +239,11 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "p50_ratio": pct(r.verdict.ratios, 0.5),
             "p99_ratio": pct(r.verdict.ratios, 0.99),
             "throughput": r.throughput,
+            "lost_first": r.verdict.lost[:50],
+            "objects_left": r.verdict.objects_left_names,
+            "dlq": r.verdict.dlq[:50],
+            "chaos": r.timeline.chaos,
+            "failures": r.timeline.failures,
             "peak_rss_mb": r.peak_rss_mb,
         }
         for r in results

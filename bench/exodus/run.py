@@ -24,6 +24,9 @@ class Plan:
     chaos: bool = False
     drain_timeout_s: float = 300.0
     keep_data: bool = False
+    # The purger's second erase pass (wall seconds); must exceed the adapters' ack_wait (15 s)
+    # when replicas are killed.
+    erase_settle_s: float = 20.0
 
     @property
     def factor(self) -> float:
@@ -46,7 +49,7 @@ def service_env(plan: Plan) -> dict[str, str]:
         # must come after the longest ack_wait of a per-user writer.
         "HQX_BLUESKY_ADAPTER_ACK_WAIT_S": "15",
         "HQX_MASTODON_ADAPTER_ACK_WAIT_S": "15",
-        "HQX_PURGER_ERASE_SETTLE_S": "20",
+        "HQX_PURGER_ERASE_SETTLE_S": f"{plan.erase_settle_s:g}",
         "HQX_PURGER_SWEEP_INTERVAL_S": "5",
     }
     return env

@@ -48,7 +48,9 @@ def test_limit_minimum() -> None:
 @pytest.mark.slow
 def test_tiny_exodus_day_end_to_end() -> None:
     pop = build(Shape.quick(24, seed=7))
-    result = run(pop, Plan(day_wall_s=15.0, replicas=1, drain_timeout_s=40.0), "smoke")
+    result = run(
+        pop, Plan(day_wall_s=8.0, replicas=1, drain_timeout_s=40.0, erase_settle_s=5.0), "smoke"
+    )
     v = result.verdict
     last = result.timeline.lag[-1] if result.timeline.lag else {}
     busy = {k: n for k, n in last.items() if k != "t" and n[0]}
