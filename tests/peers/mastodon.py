@@ -18,7 +18,12 @@ from typing import Any
 import pytest
 import requests
 
-PEER_DIR = Path(os.environ.get("HQX_MASTODON_PEER_DIR", "/work/shared/peers/mastodon"))
+PEER_DIR = Path(
+    os.environ.get(
+        "HQX_MASTODON_PEER_DIR",
+        Path(__file__).resolve().parents[3] / "shared" / "peers" / "mastodon",
+    )
+)
 REMOTE_ACCOUNTS = 1100
 
 
