@@ -33,7 +33,10 @@ _EOCD = struct.Struct("<HHHHIIH")
 _EOCD64 = struct.Struct("<QHHIIQQQQ")
 _U32 = 0xFFFFFFFF
 STORED, DEFLATED = 0, 8
-_STEP = 256 * 1024
+# NOTE: small compressed reads with a large output cap: one decompress call per read for real
+# data (ratio < 16), while a bomb still yields at most _OUT bytes at a time.
+_READ = 64 * 1024
+_OUT = 1024 * 1024
 S_IFMT, S_IFLNK = 0o170000, 0o120000
 
 
@@ -177,7 +180,7 @@ class Member:
             while d is None or not d.eof:
                 if remaining == 0:
                     break
-                data = src.read_some(_STEP if remaining is None else min(_STEP, remaining))
+                data = src.read_some(_READ if remaining is None else min(_READ, remaining))
                 if not data:
                     raise reject(Reason.TRUNCATED, f"the archive is cut short (in {e.name})")
                 self._fed += len(data)
@@ -186,13 +189,13 @@ class Member:
                 if d is None:
                     yield counted(data)
                     continue
-                out = d.decompress(data, _STEP)
+                out = d.decompress(data, _OUT)
                 while True:
                     if out:
                         yield counted(out)
                     if not d.unconsumed_tail:
                         break
-                    out = d.decompress(d.unconsumed_tail, _STEP)
+                    out = d.decompress(d.unconsumed_tail, _OUT)
             if d is not None:
                 if not d.eof:
                     raise reject(Reason.ZIP_CORRUPT, f"the compressed data of {e.name} is cut")
