@@ -86,3 +86,40 @@ async def test_journey_on_the_page(
     await eventually(
         lambda: gateway.svc.js.get_last_msg("EVENTS", subjects.user_erase(user)), timeout=10
     )
+
+
+async def test_full_upload_resumes_after_a_broken_connection(
+    gateway: Gateway,
+    chromium: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    archive = write_archive(
+        tmp_path / "full.zip", "77", "full", ["1"], ["2"], padding_bytes=10_000_000
+    )
+    page = await (await chromium.new_context(locale="en-US")).new_page()
+    broken: list[str] = []
+
+    async def break_once(route, request) -> None:
+        # The second chunk's connection drops once: the page asks where to resume and goes on.
+        if request.method == "PATCH" and request.headers.get("upload-offset") != "0" and not broken:
+            broken.append(request.headers["upload-offset"])
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await page.route("**/api/uploads/*", break_once)
+    await page.goto(gateway.url + "/")
+    await page.get_by_role("button", name="Continue without X").click()
+    await page.get_by_label("Send only the files that matter", exact=False).uncheck()
+    await page.get_by_label("X archive (.zip)").set_input_files(str(archive))
+    await page.get_by_role("button", name="Send the archive").click()
+    await expect(page.locator("#upload-status")).to_have_text("Archive received.", timeout=60_000)
+    assert broken == [str(4 * 1024 * 1024)]
+    row = await gateway.svc.pool.fetchrow(
+        "select object_name, size, slimmed from uploads where size = $1"
+        " order by created_at desc limit 1",
+        archive.stat().st_size,
+    )
+    assert row["size"] == archive.stat().st_size and not row["slimmed"]
+    obj = await (await gateway.svc.archives()).get(row["object_name"])  # digest verified
+    assert obj.data == archive.read_bytes()
