@@ -144,3 +144,23 @@ def test_wait_estimate_in_plain_numbers() -> None:
     assert wait_estimate(Network.BLUESKY, 0) is None
     assert wait_estimate(Network.BLUESKY, 1600)["minutes_left"] == 60
     assert wait_estimate(Network.MASTODON, 400)["minutes_left"] == 24 * 60
+
+
+async def test_mastodon_csv_lists_the_follows_left_to_import(gateway: Gateway) -> None:
+    async with gateway.browser(signed_in=True) as c:
+        user = (await c.get("/api/session")).json()["user_id"]
+        await gateway.svc.pool.executemany(
+            "insert into follow_ledger (user_id, network, target_x_id, target, state, reason)"
+            " values ($1, 'mastodon', $2, $3, $4, $5)",
+            [
+                (user, 1, "Ann@Example.Social", "planned", None),
+                (user, 2, "bob@example.social", "done", None),
+            ],
+        )
+        r = await c.get("/api/me/mastodon.csv")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        assert "attachment" in r.headers["content-disposition"]
+        lines = r.text.splitlines()
+        assert lines[0].startswith("Account address") and lines[1:] == [
+            "ann@example.social,true,false,"
+        ]
