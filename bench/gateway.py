@@ -192,7 +192,9 @@ async def _measure(
     await solo.sign_in()
     for _ in range(20):
         await solo.timed("GET", "/api/me")
+    cpu0 = cpu_s(pid)
     base = [(await solo.timed("GET", "/api/me"))[0] for _ in range(300)]
+    out["base_cpu_ms"] = 1000 * (cpu_s(pid) - cpu0) / 300
     out["base_p50_ms"], out["base_p99_ms"] = pct(base, 50), pct(base, 99)
 
     people = [Person(client) for _ in range(streams)]
@@ -302,6 +304,14 @@ def report(r: dict) -> str:
         "|---|---:|---:|---:|",
         *(f"| {n} | {a:.1f} | {b:.1f} | {c:.1f}x |" for n, a, b, c in rows),
         "",
+        "| gateway CPU (load-independent) | ms | / one idle `GET /api/me` |",
+        "|---|---:|---:|",
+        f"| one `GET /api/me` | {r['base_cpu_ms']:.2f} | 1.0x |",
+        f"| one upload (create + PATCH + announce) | {1000 * r['uploads_cpu_s'] / r['uploads']:.2f}"
+        f" | {1000 * r['uploads_cpu_s'] / r['uploads'] / r['base_cpu_ms']:.1f}x |",
+        f"| opening one progress stream | {1000 * r['streams_open_cpu_s'] / r['streams']:.2f}"
+        f" | {1000 * r['streams_open_cpu_s'] / r['streams'] / r['base_cpu_ms']:.1f}x |",
+        "",
         "| memory | value |",
         "|---|---:|",
         f"| RSS before streams | {r['rss_before_mb']:.1f} MB |",
@@ -319,7 +329,8 @@ def report(r: dict) -> str:
         f"gateway: {r['uploads']} concurrent uploads PATCH p99 {r['patch_p99_ms']:.0f} ms "
         f"({r['patch_p99_ms'] / base:.0f}x idle API p99), API p99 with {r['streams']} streams "
         f"{r['loaded_p99_ms'] / base:.1f}x idle, {r['kb_per_stream']:.0f} KB per open stream, "
-        f"{r['upload_errors']} errors",
+        f"{r['upload_errors']} errors, gateway CPU per upload "
+        f"{1000 * r['uploads_cpu_s'] / r['uploads'] / r['base_cpu_ms']:.1f}x one API call",
     ]
     return "\n".join(lines)
 
