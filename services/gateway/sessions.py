@@ -38,7 +38,7 @@ async def session_user(redis: aioredis.Redis, token: str | None) -> str | None:
     if not token or len(token) > 100:
         return None
     raw = await redis.get(_key(token))
-    return raw.decode() if raw else None
+    return _text(raw) if raw else None
 
 
 async def close_session(redis: aioredis.Redis, token: str | None) -> None:
@@ -48,7 +48,11 @@ async def close_session(redis: aioredis.Redis, token: str | None) -> None:
     user = await redis.get(key)
     await redis.delete(key)
     if user:
-        await redis.srem(_index(user.decode()), key)
+        await redis.srem(_index(_text(user)), key)
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 async def close_all(redis: aioredis.Redis, user_id: str) -> int:
