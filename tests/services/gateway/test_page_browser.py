@@ -123,3 +123,30 @@ async def test_full_upload_resumes_after_a_broken_connection(
     assert row["size"] == archive.stat().st_size and not row["slimmed"]
     obj = await (await gateway.svc.archives()).get(row["object_name"])  # digest verified
     assert obj.data == archive.read_bytes()
+
+
+async def test_every_control_is_labelled_and_reachable_by_keyboard(
+    gateway: Gateway,
+    chromium: Browser,  # noqa: F811
+) -> None:
+    page = await (await chromium.new_context(locale="fr-FR")).new_page()
+    await page.goto(gateway.url + "/")
+    # Keyboard only: the skip link first, then the language switch, then the sign-in choices.
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.className") == "skip"
+    for _ in range(6):
+        if await page.evaluate("document.activeElement.id") == "anon-signin":
+            break
+        await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "anon-signin"
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#personal")).to_be_visible()
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll('input, textarea, select, button')]
+             .filter((e) => e.offsetParent !== null)
+             .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                            && !e.textContent.trim())
+             .map((e) => e.id || e.outerHTML)"""
+    )
+    assert unlabelled == []
+    await page.screenshot(path=shot("page-05-fr-signed-in"), full_page=True)
