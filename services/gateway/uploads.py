@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
+from nats.errors import Error as NatsError
 
 from hqx.errors import Reason
 from services.gateway.errors import ApiError
@@ -170,7 +171,16 @@ async def _store(
     if st.offset == 0 and not data.startswith(ZIP_MAGICS):
         await _fail(pool, writer, row, Reason.NOT_A_ZIP)
         raise ApiError(Reason.NOT_A_ZIP, "this file is not a zip archive", 415)
-    await writer.append(row["nuid"], st, data)
+    try:
+        await writer.append(row["nuid"], st, data)
+    except (NatsError, TimeoutError) as e:
+        # NOTE: the chunk may be stored without our knowing (ack lost): forget this process's
+        # state so the next request rebuilds the exact offset from the store.
+        _live.pop(row["id"], None)
+        log.warning("chunk not stored", extra={"upload_id": row["id"], "error": type(e).__name__})
+        raise ApiError(
+            Reason.NETWORK_UNAVAILABLE, "storage is busy or full: resume in a moment", 503
+        ) from e
     if st.chunks % DB_EVERY_CHUNKS == 0:
         await _save_offset(pool, row["id"], st)
         await lock.refresh()

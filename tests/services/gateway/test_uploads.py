@@ -167,3 +167,21 @@ async def test_erase_discards_an_unfinished_upload(gateway: Gateway) -> None:
         assert await chunks() == 3
         assert (await c.request("DELETE", "/api/me", json={"confirm": "ERASE"})).status_code == 202
         assert await chunks() == 0
+
+
+async def test_full_storage_answers_503_and_the_upload_stays_resumable(
+    settings,
+    x_provider,
+) -> None:
+    from tests.services.gateway.conftest import gateway_settings, serve
+
+    data = small_zip(8)  # ~1.6 MB, more than the bucket below holds
+    tiny = gateway_settings(settings, x_provider, HQX_JETSTREAM_MAX_BYTES=2 * 1024**2)
+    async for gw in serve(tiny):
+        async with gw.browser(signed_in=True) as c:
+            up = await _create(c, len(data))
+            r = await _patch(c, up["id"], 0, data)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "network_unavailable"
+            st = (await c.get(f"/api/uploads/{up['id']}")).json()
+            assert st["state"] == "receiving" and 0 < st["offset"] < len(data)
+            assert st["offset"] % (128 * 1024) == 0  # exactly what the store holds
