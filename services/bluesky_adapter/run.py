@@ -7,11 +7,13 @@ derived from (owner, target) (a retried create collides instead of making a seco
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -42,6 +44,32 @@ NETWORK = Network.BLUESKY
 Publish = Callable[[str, Message, str], Awaitable[object]]
 
 
+class RepoLocks:
+    """One lock per repo in this process: writes to one repo go one at a time.
+
+    NOTE: the PDS serializes the commits of a repo anyway; concurrent applyWrites on one repo
+    only contend there (slower than one after the other). Holding the lock for the call alone
+    lets the other batches of the account do their database work meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, did: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(did, (asyncio.Lock(), 0))
+        self._locks[did] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[did]
+            if users <= 1:
+                del self._locks[did]
+            else:
+                self._locks[did] = (lock, users - 1)
+
+
 @dataclass
 class Deps:
     """What a run needs; built once per process in app.py."""
@@ -52,6 +80,7 @@ class Deps:
     cipher: TokenCipher
     settings: Settings
     publish: Publish
+    repo_locks: RepoLocks = field(default_factory=RepoLocks)
 
     def budgets(self) -> tuple[Budget, Budget, Budget]:
         h = self.settings.headroom
@@ -114,19 +143,30 @@ class FollowRun:
         await self._settle(p.invalid, FollowState.SKIPPED, Reason.INVALID_TARGET)
         queue = deque(follows.chunks(p.creates, self.d.settings.batch_size))
         while queue:
-            chunk = queue.popleft()
-            grant = await self._spend(len(chunk))
-            if grant.units < len(chunk):
-                queue.appendleft(chunk[grant.units :])
-                chunk = chunk[: grant.units]
-            await self._create(chunk, queue)
+            await self._create(queue.popleft(), queue)
         return Done()
 
     async def _create(self, chunk: list[follows.Create], queue: deque) -> None:
-        await self._guard()
+        """Spend, then write, holding the repo's lock: a crash wastes one chunk's points at
+        most (points spent for batches queued behind the lock would be lost with the process).
+        Under the lock, targets another batch settled meanwhile (a duplicate) are dropped."""
         started = time.perf_counter()
         try:
-            await self.client.create_follows(self.did, chunk)
+            async with self.d.repo_locks.hold(self.did):
+                planned = await ledger.still_planned(
+                    self.d.pool, self.user, NETWORK, [c.target for c in chunk]
+                )
+                keep = {t.x_account_id for t in planned}
+                chunk = [c for c in chunk if c.target.x_account_id in keep]
+                if not chunk:
+                    return
+                grant = await self._spend(len(chunk))
+                if grant.units < len(chunk):
+                    queue.appendleft(chunk[grant.units :])
+                    chunk = chunk[: grant.units]
+                await self._guard()
+                started = time.perf_counter()
+                await self.client.create_follows(self.did, chunk)
         except RejectedError as e:
             events.request_done("client_error", time.perf_counter() - started)
             if len(chunk) > 1:  # one bad record fails the whole call: find it by halves
