@@ -185,3 +185,26 @@ async def test_full_storage_answers_503_and_the_upload_stays_resumable(
             st = (await c.get(f"/api/uploads/{up['id']}")).json()
             assert st["state"] == "receiving" and 0 < st["offset"] < len(data)
             assert st["offset"] % (128 * 1024) == 0  # exactly what the store holds
+
+
+async def test_an_upload_begun_on_one_replica_finishes_on_another(
+    settings,
+    x_provider,
+    gateway: Gateway,
+) -> None:
+    from tests.services.gateway.conftest import gateway_settings, serve
+
+    data = small_zip(3)
+    async for other in serve(gateway_settings(settings, x_provider)):
+        async with gateway.browser(signed_in=True) as c, other.client() as c2:
+            c2.cookies = c.cookies
+            c2.headers["X-CSRF-Token"] = c.headers["X-CSRF-Token"]
+            user = (await c.get("/api/session")).json()["user_id"]
+            up = await _create(c, len(data))
+            assert (await _patch(c, up["id"], 0, data[:250_000])).status_code == 200
+            uploads._live.clear()  # replicas are separate processes: nothing shared in memory
+            assert (await c2.get(f"/api/uploads/{up['id']}")).json()["offset"] == 250_000
+            r = await _patch(c2, up["id"], 250_000, data[250_000:])
+            assert r.status_code == 200 and r.json()["state"] == "received"
+    obj = await (await gateway.svc.archives()).get(f"{user}/{up['id']}")
+    assert obj.data == data
