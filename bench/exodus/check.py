@@ -87,7 +87,8 @@ class Verdict:
     violations: Counter[str] = field(default_factory=Counter)
     latency: list[float] = field(default_factory=list)  # wall s, per user x network
     minimum: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)  # latency / (minimum + floor)
+    bound_ratios: list[float] = field(default_factory=list)  # latency / minimum, minimum > 0
     floor_s: float = 0.0
     objects_left: int = 0
     objects_left_names: list[str] = field(default_factory=list)
@@ -101,7 +102,8 @@ class Verdict:
     def made_over_allowed(self) -> float:
         return self.made_required / self.allowed if self.allowed else float("nan")
 
-    def passed(self) -> dict[str, bool]:
+    def passed(self) -> dict[str, bool | None]:
+        """Each target of issue 11; None when this run cannot tell (no limit-bound user)."""
         return {
             "made >= 0.95 x allowed": self.made_over_allowed >= 0.95,
             "0 violations": sum(self.violations.values()) == 0,
@@ -110,7 +112,9 @@ class Verdict:
             "0 follows after erase": self.erased_violations == 0,
             "no raw archive left": self.objects_left == 0,
             "DLQ holds only hostile inputs": not self.dlq_unexpected,
-            "p99 <= 1.1 x minimum": pct(self.ratios, 0.99) <= 1.1,
+            "p99 <= 1.1 x minimum (limit-bound users)": (
+                pct(self.bound_ratios, 0.99) <= 1.1 if self.bound_ratios else None
+            ),
         }
 
 
@@ -202,6 +206,8 @@ def verify(
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
+        if m > 0:
+            v.bound_ratios.append(lat / m)
 
     objects = leftovers.get("objects") or []
     v.objects_left = len(objects)  # type: ignore[arg-type]

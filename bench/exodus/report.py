@@ -70,7 +70,13 @@ def plots(results: list[RunResult]) -> list[Path]:
         for t, what in tl.chaos:
             ax.axvline((t - tl.t0) * r.factor / 3600, color="grey", alpha=0.3)
             ax.text(
-                (t - tl.t0) * r.factor / 3600, ax.get_ylim()[1] * 0.9, what, rotation=90, fontsize=6
+                (t - tl.t0) * r.factor / 3600,
+                ax.get_ylim()[1] * 0.02,
+                what,
+                rotation=90,
+                fontsize=6,
+                va="bottom",
+                alpha=0.7,
             )
         ax.set_xlabel("network hours since the start of the day")
         ax.set_ylabel("pending + unacked messages")
@@ -114,7 +120,8 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         "Ratios are to limits or baselines measured in the same run.",
         "",
         "| run | users | factor | required follows | made / allowed | violations | duplicates |"
-        " lost | after-erase | p50 ratio | p99 ratio | raw archives left | DLQ (unexpected) |",
+        " lost | after-erase | limit-bound users | p99 / minimum | raw archives left |"
+        " DLQ (unexpected) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -122,8 +129,8 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         lines.append(
             f"| {r.label} | {r.users} | {r.factor:g} | {v.required} | {_f(v.made_over_allowed, 3)}"
             f" ({v.made_required}/{v.allowed}) | {sum(v.violations.values())} | {v.duplicates} |"
-            f" {len(v.lost)} | {v.erased_violations} | {_f(pct(v.ratios, 0.5))} |"
-            f" {_f(pct(v.ratios, 0.99))} | {v.objects_left} | {v.dlq_total}"
+            f" {len(v.lost)} | {v.erased_violations} | {len(v.bound_ratios)} |"
+            f" {_f(pct(v.bound_ratios, 0.99))} | {v.objects_left} | {v.dlq_total}"
             f" ({len(v.dlq_unexpected)}) |"
         )
     lines += [
@@ -132,15 +139,17 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         "",
     ]
     lines += [
-        "| run | floor (pipeline, unloaded) | p50 | p99 | p50 minimum | p99 minimum |",
-        "|---|---|---|---|---|---|",
+        "| run | floor (pipeline, unloaded) | p50 | p99 | p50 minimum | p99 minimum |"
+        " p50 / (min + floor) | p99 / (min + floor) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         v, k = r.verdict, r.factor / 60
         lines.append(
             f"| {r.label} | {_f(v.floor_s * k, 1)} | {_f(pct(v.latency, 0.5) * k, 1)} |"
             f" {_f(pct(v.latency, 0.99) * k, 1)} | {_f(pct(v.minimum, 0.5) * k, 1)} |"
-            f" {_f(pct(v.minimum, 0.99) * k, 1)} |"
+            f" {_f(pct(v.minimum, 0.99) * k, 1)} | {_f(pct(v.ratios, 0.5))} |"
+            f" {_f(pct(v.ratios, 0.99))} |"
         )
     durables = sorted({d for r in results for d in r.throughput})
     if durables:
@@ -205,9 +214,8 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         if r.timeline.chaos:
             notes.append("chaos: " + ", ".join(w for _, w in r.timeline.chaos))
         checks = r.verdict.passed()
-        notes.append(
-            "checks: " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in checks.items())
-        )
+        verdicts = {True: "PASS", False: "FAIL", None: "n/a"}
+        notes.append("checks: " + ", ".join(f"{k} {verdicts[ok]}" for k, ok in checks.items()))
         lines += ["", f"- **{r.label}** ({r.wall_s:.0f} s wall): " + "; ".join(notes)]
     for img in images:
         lines += ["", f"![{img.stem}](bench/results/{img.name})"]
@@ -221,7 +229,9 @@ def summary(results: list[RunResult]) -> str:
         parts.append(
             f"[{r.label}] made/allowed={_f(v.made_over_allowed, 3)}"
             f" violations={sum(v.violations.values())}"
-            f" dup={v.duplicates} lost={len(v.lost)} p99_ratio={_f(pct(v.ratios, 0.99))}"
+            f" dup={v.duplicates} lost={len(v.lost)}"
+            f" p99/min={_f(pct(v.bound_ratios, 0.99))}"
+            f" p99/(min+floor)={_f(pct(v.ratios, 0.99))}"
         )
     return "exodus: " + " ".join(parts)
 
@@ -238,6 +248,8 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "lost": len(r.verdict.lost),
             "p50_ratio": pct(r.verdict.ratios, 0.5),
             "p99_ratio": pct(r.verdict.ratios, 0.99),
+            "p99_bound_ratio": pct(r.verdict.bound_ratios, 0.99),
+            "bound_users": len(r.verdict.bound_ratios),
             "throughput": r.throughput,
             "lost_first": r.verdict.lost[:50],
             "objects_left": r.verdict.objects_left_names,
