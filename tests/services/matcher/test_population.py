@@ -103,7 +103,19 @@ def populations(draw: st.DrawFn) -> tuple[int, list[tuple], dict[int, set[str]]]
                 ("consent", u, draw(st.sampled_from([x.value for x in NETS])), draw(st.booleans()))
             )
     order = draw(st.permutations(range(len(events))))
-    return n, [events[i] for i in order], optin
+    # a few consent changes once everyone has joined: catch-up and withdrawal at full effect
+    late = draw(
+        st.lists(
+            st.tuples(
+                st.just("consent"),
+                st.sampled_from(users),
+                st.sampled_from([x.value for x in NETS]),
+                st.booleans(),
+            ),
+            max_size=3,
+        )
+    )
+    return n, [events[i] for i in order] + late, optin
 
 
 @settings(
