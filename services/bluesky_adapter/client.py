@@ -72,10 +72,13 @@ class BlueskyError(HqxError):
     """A PDS call that did not succeed; `code` says how the caller should react."""
 
     def __init__(
-        self, code: Reason | None = None, message: str = "", headers: Mapping[str, str] = ()
+        self,
+        code: Reason | None = None,
+        message: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(code, message)
-        self.headers = dict(headers)
+        self.headers = dict(headers or {})
 
 
 class SessionInvalidError(BlueskyError):

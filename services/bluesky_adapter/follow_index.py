@@ -26,14 +26,18 @@ async def lookup(redis: aioredis.Redis, did: str, subjects: Sequence[str]) -> di
     values = await redis.hmget(_key(did), [_LISTED, *subjects])
     if values[0] is None:
         return None
-    return {s: v.decode() for s, v in zip(subjects, values[1:], strict=True) if v is not None}
+    return {
+        s: v.decode() if isinstance(v, bytes) else str(v)
+        for s, v in zip(subjects, values[1:], strict=True)
+        if v is not None
+    }
 
 
 async def put(redis: aioredis.Redis, did: str, follows: Mapping[str, str], ttl_s: float) -> None:
     key = _key(did)
     async with redis.pipeline(transaction=True) as p:
         p.delete(key)
-        p.hset(key, mapping={_LISTED: "1", **follows})
+        p.hset(key, mapping={_LISTED: "1", **follows})  # type: ignore[dict-item]
         p.pexpire(key, int(ttl_s * 1000))
         await p.execute()
 
@@ -41,7 +45,7 @@ async def put(redis: aioredis.Redis, did: str, follows: Mapping[str, str], ttl_s
 async def add(redis: aioredis.Redis, did: str, follows: Mapping[str, str]) -> None:
     """Record follows we just made, if the listing is still cached (else the next run lists)."""
     if follows and await redis.exists(_key(did)):
-        await redis.hset(_key(did), mapping=dict(follows))
+        await redis.hset(_key(did), mapping=dict(follows))  # type: ignore[arg-type]
 
 
 async def drop(redis: aioredis.Redis, did: str) -> None:
