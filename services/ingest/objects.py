@@ -76,7 +76,7 @@ class ObjectChunks:
     async def _end(self) -> None:
         self._done = True
         await self.close()
-        expected = base64.urlsafe_b64decode(self.info.digest.removeprefix(OBJ_DIGEST_TYPE))
+        expected = base64.urlsafe_b64decode((self.info.digest or "").removeprefix(OBJ_DIGEST_TYPE))
         if self._received != self.info.size or self._sha.digest() != expected:
             raise DigestMismatchError(f"object {self.info.name} read back differently")
 
