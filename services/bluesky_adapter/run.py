@@ -7,12 +7,10 @@ derived from (owner, target) (a retried create collides instead of making a seco
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -38,36 +36,11 @@ from services.bluesky_adapter.client import (
     UnavailableError,
 )
 from services.bluesky_adapter.identity import Identity, pause, save_session
+from services.bluesky_adapter.repo_locks import RepoLocks
 from services.bluesky_adapter.settings import Settings
 
 NETWORK = Network.BLUESKY
 Publish = Callable[[str, Message, str], Awaitable[object]]
-
-
-class RepoLocks:
-    """One lock per repo in this process: writes to one repo go one at a time.
-
-    NOTE: the PDS serializes the commits of a repo anyway; concurrent applyWrites on one repo
-    only contend there (slower than one after the other). Holding the lock for the call alone
-    lets the other batches of the account do their database work meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, did: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(did, (asyncio.Lock(), 0))
-        self._locks[did] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[did]
-            if users <= 1:
-                del self._locks[did]
-            else:
-                self._locks[did] = (lock, users - 1)
 
 
 @dataclass
