@@ -12,11 +12,12 @@ zip itself (overlapping entries, symlink, encrypted member, bad central director
 from __future__ import annotations
 
 import hashlib
-import operator
 import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from hqx.errors import ArchiveRejectedError, Reason
 from services.ingest.bytesource import ByteSource
@@ -206,13 +207,16 @@ def _owner(manifest: Manifest | None, account: Owner | None) -> Owner:
 
 
 def _merge(scanners: list[GraphScanner]) -> Graph:
-    """All parts of one direction, sorted, duplicates removed (memory: 8 bytes per id)."""
+    """All parts of one direction, sorted, duplicates removed: 8 bytes per id, never boxed."""
     total = array("q")
     for s in scanners:
         total.extend(s.ids)
         s.ids = array("q")
-    ordered = sorted(total)
+    if not total:
+        return Graph()
+    # NOTE: numpy sorts 2 M int64 in C; sorted() would box every id (the bulk of parse time).
+    ids = np.sort(np.frombuffer(total, dtype=np.int64))
     del total
-    if any(map(operator.eq, ordered, ordered[1:])):
-        ordered = sorted(set(ordered))
-    return Graph(array("q", ordered))
+    if len(ids) > 1 and bool((ids[1:] == ids[:-1]).any()):
+        ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]
+    return Graph(array("q", ids.tobytes()))
