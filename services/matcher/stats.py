@@ -20,6 +20,7 @@ from hqx.subjects import Network
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 Publish = Callable[[str, Message, str | None], Awaitable[object]]
+_STATS_LOCK = 0x4851_5853  # "HQXS"
 
 
 async def user_stats(pool: Conn, user_id: str) -> list[NetworkStats]:
@@ -108,6 +109,10 @@ async def publish_dirty(
     dirty rows are deleted in the same transaction: a failed publish leaves them dirty.
     """
     async with pool.acquire() as conn, conn.transaction():
+        # NOTE: one replica at a time: the notification budget is global, so adding replicas
+        # adds matching capacity, not stats load on the database.
+        if not await conn.fetchval("select pg_try_advisory_xact_lock($1)", _STATS_LOCK):
+            return 0
         ids = [
             r[0]
             for r in await conn.fetch(
