@@ -58,6 +58,11 @@ FULL = Sizes(1_000_000, 100_000, 5_000, 20_000, 10, 20_000, 100.0)
 QUICK = Sizes(100_000, 5_000, 5_000, 2_000, 10, 2_000, 100.0)
 
 
+def run_base(s: Sizes, tag: str) -> int:
+    """X ids private to one run (a --keep run reuses the directory of an earlier one)."""
+    return XB + 100 * s.identities + int("".join(c for c in tag if c.isdigit())) * 10**6
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
@@ -241,7 +246,7 @@ async def forward(pool: asyncpg.Pool, publish, s: Sizes, tag: str) -> dict[str, 
 async def reverse(pool: asyncpg.Pool, publish, s: Sizes, tag: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
     plan_t, send_t, planned = [], [], []
     for k in range(s.samples):
-        x = XB + 50 * s.identities + k + (1000 if tag == "b" else 0)
+        x = run_base(s, tag) + 100_000 + k
         fans = random.sample(range(s.owners), s.reverse_followers)
         await pool.copy_records_to_table(
             "graph_edges",
@@ -287,7 +292,7 @@ async def exodus(
 ) -> dict[str, object]:
     """U users join in random order at a fixed event rate; lag sampled each second."""
     u = s.exodus_users
-    base = XB + 60 * s.identities + (0 if replicas == 1 else 10 * u)
+    base = run_base(s, tag) + 200_000
     ids = [f"ex{tag}{j}" for j in range(u)]
     users = [(ids[j], base + j, False, ["bluesky"] if j % 2 == 0 else []) for j in range(u)]
     await pool.copy_records_to_table(
