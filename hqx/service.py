@@ -151,10 +151,19 @@ class Service:
         await bus.ensure_topology(self._js, self.settings)
         if self.uses_db:
             await db.ensure_database(self.settings.database_url)
-            self._pool = await db.connect(self.settings.database_url)
+            self._pool = await db.connect(
+                self.settings.database_url, max_size=self.settings.db_pool_max_size
+            )
             await db.migrate(self._pool)
         if self.uses_redis:
-            self._redis = aioredis.from_url(self.settings.redis_url)
+            # NOTE: redis-py's default pool raises past its size; a blocking pool queues instead.
+            self._redis = aioredis.Redis(
+                connection_pool=aioredis.BlockingConnectionPool.from_url(
+                    self.settings.redis_url,
+                    max_connections=self.settings.redis_max_connections,
+                    timeout=30,
+                )
+            )
             await self._redis.ping()
         await self.broker.start()
         for fn in self._on_start:

@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/hqx", validation_alias="DATABASE_URL"
     )
+    # Connection pools: requests beyond the size wait for a free connection, never fail.
+    redis_max_connections: int = Field(200, validation_alias="HQX_REDIS_MAX_CONNECTIONS")
+    db_pool_max_size: int = Field(10, validation_alias="HQX_DB_POOL_MAX_SIZE")
     log_level: str = Field("INFO", validation_alias="HQX_LOG_LEVEL")
     log_json: bool = Field(True, validation_alias="HQX_LOG_JSON")
     # Comma-separated Fernet keys, newest first: encrypt with the first, decrypt with any

@@ -253,6 +253,11 @@ class HttpTelemetry:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = int(message["status"])
+                    # NOTE: latency is time to first byte, so an SSE stream counts its start,
+                    # not its whole life.
+                    metrics.HTTP_REQUEST_SECONDS.labels(_route(scope), method).observe(
+                        time.perf_counter() - started
+                    )
                 await send(message)
 
             try:
@@ -265,6 +270,3 @@ class HttpTelemetry:
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
                 metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-                metrics.HTTP_REQUEST_SECONDS.labels(route, method).observe(
-                    time.perf_counter() - started
-                )

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hqx.errors import HqxError, Reason
 from hqx.service import Service
+from hqx.telemetry import HttpTelemetry
 from services.gateway.deps import request_limits
-from services.gateway.http_metrics import RequestMetrics
 from services.gateway.hub import ProgressHub
 from services.gateway.ratelimit import RequestLimiter
 from services.gateway.routes import accounts, auth, me, pages, progress, uploads
@@ -59,28 +58,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(code.value, str(exc.detail), exc.status_code, getattr(exc, "headers", None))
 
 
-async def _blocking_redis(svc: Service, settings: Settings) -> None:
-    """Swap the runtime's Redis client for one whose pool waits for a free connection.
-
-    NOTE: redis-py's default pool raises `MaxConnectionsError` past 100 connections; a gateway
-    with hundreds of requests in flight must queue instead of failing them.
-    """
-    old = svc.redis
-    svc._redis = aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=30
-        )
-    )
-    await old.aclose()
-
-
 def create(settings: Settings) -> FastAPI:
     svc = Service("gateway", settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await svc.start()
-        await _blocking_redis(svc, settings)
         await svc.archives()
         app.state.limiter = RequestLimiter(svc.redis, settings.rate_window_s)
         app.state.hub = ProgressHub(svc.nc, svc.pool)  # type: ignore[arg-type]
@@ -102,7 +85,7 @@ def create(settings: Settings) -> FastAPI:
     app.state.svc = svc
     app.state.settings = settings
     app.add_middleware(SecurityMiddleware, secure_cookies=settings.cookie_secure)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(HttpTelemetry, service="gateway")
     app.add_exception_handler(HqxError, _hqx_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -29,7 +29,6 @@ class Settings(ServiceSettings):
     # Uploads: a full archive can be several GB; slimmed ones are a few MB.
     upload_max_bytes: int = 8 * 1024**3
     user_max_active_uploads: int = 3
-    redis_max_connections: int = 200
     # Request limits (per window of `rate_window_s`).
     rate_window_s: int = 60
     rate_per_ip: int = 600
