@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 import zipfile
@@ -18,9 +19,11 @@ from services.ingest.limits import Limits
 from tests.factories.archives import (
     HOSTILE_MAX_ENTRIES,
     ArchiveSpec,
+    account_text,
     build_archive,
     deflated_entry,
     good_members,
+    graph_lines,
     hostile_corpus,
     random_ids,
     raw_zip,
@@ -123,3 +126,15 @@ def test_archive_size_is_capped_while_streaming() -> None:
     with pytest.raises(ArchiveRejectedError) as info:
         parse_archive(chunked(data, 1000), Limits(max_archive_bytes=len(data) - 1))
     assert info.value.code == Reason.TOO_LARGE
+
+
+def test_zip64_end_record_with_more_than_65535_entries() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(66_000):
+            zf.writestr(f"assets/{i}", b"")
+        zf.writestr("data/account.js", account_text(ArchiveSpec()))
+        zf.writestr("data/follower.js", "".join(graph_lines("follower", 0, [5, 2**62])))
+    data = buf.getvalue()
+    assert b"PK\x06\x06" in data  # the zip64 end of central directory record
+    assert list(parse_archive(chunked(data, 1 << 16)).follower.ids) == [5, 2**62]
