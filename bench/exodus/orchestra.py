@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,9 @@ class Orchestra:
     missing: list[str] = field(default_factory=list)
     peak_rss_kb: dict[str, int] = field(default_factory=dict)
     revived: dict[str, int] = field(default_factory=dict)  # replica -> restarts after an exit
+    # NOTE: kill (in a worker thread) and revive (in the watcher) must not both respawn one
+    # replica: the loser's process would be left untracked.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _nats_port: int = 0
 
     def __post_init__(self) -> None:
@@ -149,21 +153,23 @@ class Orchestra:
     def revive(self) -> list[str]:
         """Start again every replica that exited on its own, as a kubelet would (a service
         started while PostgreSQL or NATS is down exits); returns their names."""
-        dead = self.dead()
-        for key in dead:
-            rep = self.running[key]
-            self.revived[key] = self.revived.get(key, 0) + 1
-            self._spawn(rep.service, rep.index)
+        with self._lock:
+            dead = self.dead()
+            for key in dead:
+                rep = self.running[key]
+                self.revived[key] = self.revived.get(key, 0) + 1
+                self._spawn(rep.service, rep.index)
         return dead
 
     def kill(self, key: str) -> None:
         """SIGKILL one replica (no cleanup, no ack of what it held) and start it again."""
-        rep = self.running[key]
-        self.sample_rss()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(rep.proc.pid, signal.SIGKILL)
-        rep.proc.wait(10)
-        self._spawn(rep.service, rep.index)
+        with self._lock:
+            rep = self.running[key]
+            self.sample_rss()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(rep.proc.pid, signal.SIGKILL)
+            rep.proc.wait(10)
+            self._spawn(rep.service, rep.index)
 
     def sample_rss(self) -> None:
         for rep in self.running.values():
@@ -172,6 +178,7 @@ class Orchestra:
             self.peak_rss_kb[rep.service] = max(self.peak_rss_kb.get(rep.service, 0), kb)
 
     def stop(self) -> None:
+        self._lock.acquire()  # no respawn from here on
         self.sample_rss()
         for rep in self.running.values():
             with contextlib.suppress(ProcessLookupError):
