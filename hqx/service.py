@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -20,9 +21,11 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.object_store import ObjectStore
+from redis.exceptions import RedisError
 
 from hqx import bus, db, metrics, telemetry
 from hqx.consumer import Delivery, Handler, process
@@ -145,26 +148,48 @@ class Service:
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         telemetry.setup(self.name)  # off unless the OTEL_* variables ask for traces
-        await self.broker.connect()
-        self.nc = self.broker.connection
-        self._js = self.nc.jetstream()
-        await bus.ensure_topology(self._js, self.settings)
-        if self.uses_db:
+        deadline = time.monotonic() + self.settings.start_retry_s
+        attempt = 0
+        while True:
+            try:
+                await self._connect_stores()
+                break
+            except (TimeoutError, OSError, asyncpg.PostgresError, NatsError, RedisError) as e:
+                # NOTE: a store restarting (or starting after us) is waited for, as a kubelet
+                # would restart us; a real misconfiguration still fails after the deadline.
+                attempt += 1
+                if time.monotonic() > deadline:
+                    raise
+                log.warning(
+                    "store unavailable at start, retrying",
+                    extra={"attempt": attempt, "error_class": type(e).__name__},
+                )
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+
+    async def _connect_stores(self) -> None:
+        """Connect what is not connected yet, create the topology, migrate (idempotent)."""
+        if self.nc is None or not self.nc.is_connected:
+            await self.broker.connect()
+            self.nc = self.broker.connection
+            self._js = self.nc.jetstream()
+        await bus.ensure_topology(self.js, self.settings)
+        if self.uses_db and self._pool is None:
             await db.ensure_database(self.settings.database_url)
             self._pool = await db.connect(
                 self.settings.database_url, max_size=self.settings.db_pool_max_size
             )
             await db.migrate(self._pool)
-        if self.uses_redis:
+        if self.uses_redis and self._redis is None:
             # NOTE: redis-py's default pool raises past its size; a blocking pool queues instead.
-            self._redis = aioredis.Redis(
+            redis = aioredis.Redis(
                 connection_pool=aioredis.BlockingConnectionPool.from_url(
                     self.settings.redis_url,
                     max_connections=self.settings.redis_max_connections,
                     timeout=30,
                 )
             )
-            await self._redis.ping()
+            await redis.ping()
+            self._redis = redis
         await self.broker.start()
         for fn in self._on_start:
             await fn()

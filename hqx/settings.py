@@ -33,6 +33,8 @@ class ServiceSettings(BaseSettings):
     # Connection pools: requests beyond the size wait for a free connection, never fail.
     redis_max_connections: int = Field(200, validation_alias="HQX_REDIS_MAX_CONNECTIONS")
     db_pool_max_size: int = Field(10, validation_alias="HQX_DB_POOL_MAX_SIZE")
+    # How long a starting service waits for NATS / PostgreSQL / Redis before giving up.
+    start_retry_s: float = Field(60.0, validation_alias="HQX_START_RETRY_S")
     log_level: str = Field("INFO", validation_alias="HQX_LOG_LEVEL")
     log_json: bool = Field(True, validation_alias="HQX_LOG_JSON")
     # Comma-separated Fernet keys, newest first: encrypt with the first, decrypt with any

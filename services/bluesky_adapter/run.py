@@ -56,11 +56,11 @@ class Deps:
     repo_locks: RepoLocks = field(default_factory=RepoLocks)
 
     def budgets(self) -> tuple[Budget, Budget, Budget]:
-        h = self.settings.headroom
+        h, f = self.settings.headroom, self.settings.time_compression
         return (
-            ratelimit.BLUESKY_WRITE_HOUR.with_headroom(h),
-            ratelimit.BLUESKY_WRITE_DAY.with_headroom(h),
-            ratelimit.BLUESKY_HOST_REQUESTS.with_headroom(h),
+            ratelimit.BLUESKY_WRITE_HOUR.with_headroom(h).scaled(f),
+            ratelimit.BLUESKY_WRITE_DAY.with_headroom(h).scaled(f),
+            ratelimit.BLUESKY_HOST_REQUESTS.with_headroom(h).scaled(f),
         )
 
 

@@ -25,5 +25,7 @@ class Settings(ServiceSettings):
     max_backoff_s: float = 300.0
     # Batches handled at once by one replica.
     concurrency: int = 8
+    # Benchmarks only: simulated networks run their windows this many times faster.
+    time_compression: float = 1.0
     # Override of the durable's ack_wait (tests that kill the process shorten the redelivery).
     ack_wait_s: float | None = None

@@ -19,7 +19,7 @@ class Settings(ServiceSettings):
     # Archives handled at once by one replica (parsing is CPU-bound: scale with replicas).
     concurrency: int = 2
     fetch_chunks: int = 16  # object chunks (128 KiB each) fetched at a time
-    heartbeat_s: float = 15.0  # in_progress while a big archive streams (ack_wait is 120 s)
+    heartbeat_s: float = 15.0  # in_progress while a big archive streams (ack_wait is 45 s)
 
     def limits(self) -> Limits:
         return Limits(
