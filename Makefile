@@ -9,7 +9,7 @@ SHARED      ?= $(abspath ../shared)
 BIN         := $(VENV)/bin
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: install venv peers browser run test lint fmt bench clean
+.PHONY: install venv peers browser run test lint fmt bench chaos clean
 
 install: venv peers browser ## venv from uv.lock, the test peers (Bluesky PDS, Mastodon), Chromium
 
@@ -49,6 +49,9 @@ fmt:
 
 bench: ## speed and memory targets, as ratios to baselines of the same run -> BENCHMARKS.md
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+chaos: ## exodus day under faults: kills, store restarts, network drops; checks exactly-once
+	$(BIN)/python -m bench.exodus --quick --chaos $(BENCH_ARGS)
 
 clean:
 	rm -rf .hqx artifacts
