@@ -107,7 +107,15 @@ class Service:
         @self.broker.subscriber(
             stream=JStream(spec.stream.value, declare=False),
             durable=spec.durable,
-            pull_sub=PullSub(batch_size=concurrency, timeout=1.0),
+            # NOTE: a short fetch timeout lets nats-py's fetch raise the builtin TimeoutError when
+            # its probe answers near the deadline; faststream only suppresses nats' own, so its
+            # pull task crashes and restarts, and a pull request it left may hold messages
+            # until ack_wait. 5 s (faststream's default) makes that path practically unreachable.
+            # NOTE: one message per pull request, `concurrency` handlers at once. nats-py's batch
+            # fetch could leave a delivered message in no one's hands until ack_wait (seen with
+            # two replicas naking at once); single fetches do not.
+            pull_sub=PullSub(batch_size=1, timeout=5.0),
+            max_workers=concurrency,
             config=bus.consumer_config(spec),
             ack_policy=AckPolicy.MANUAL,
             no_reply=True,

@@ -9,7 +9,7 @@ PDS, erases everything, and nothing of them is left in any store. Screenshots pe
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +87,14 @@ async def test_the_whole_journey(
     x_provider: XProvider,  # noqa: F811
     chromium: Browser,  # noqa: F811
     bsky_pds: dict[str, Any],
+    bsky_accounts: Callable[[], dict[str, Any]],
     tmp_path: Path,
 ) -> None:
     gw, _ = stack
-    accounts = bsky_pds["accounts"]
     friend_dids = [
-        await _friend_moves(gw, x_provider, x_id, bsky_pds, accounts[2 + i])
-        for i, x_id in enumerate(FRIENDS_X)
+        await _friend_moves(gw, x_provider, x_id, bsky_pds, bsky_accounts()) for x_id in FRIENDS_X
     ]
-    me = accounts[6]
+    me = bsky_accounts()
     archive = tmp_path / "twitter-archive.zip"
     with archive.open("wb") as f:
         following = [int(x) for x in FRIENDS_X] + STRANGERS_X

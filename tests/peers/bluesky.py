@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,32 @@ def _start(run_dir: Path, *, rate_limits: bool) -> tuple[dict[str, Any], dict[st
         "PLC_PORT": str(plc),
         "APPVIEW_PORT": str(appview),
         "RATE_LIMITS": "1" if rate_limits else "0",
-        "EXTRA_ACCOUNTS": os.environ.get("HQX_BSKY_EXTRA_ACCOUNTS", "12"),
+        "EXTRA_ACCOUNTS": os.environ.get("HQX_BSKY_EXTRA_ACCOUNTS", str(FIXED + SPARE)),
     }
     started = _run("start-pds.sh", env, 180)
     assert started.returncode == 0, f"PDS start failed:\n{started.stdout}\n{started.stderr}"
     info = json.loads((run_dir / "accounts.json").read_text())
     info["runDir"] = str(run_dir)
     return info, env
+
+
+# Accounts 0..4 are alice..eve, then user1..; tests that name an index use the first
+# 5 + FIXED; `bsky_accounts` hands out the SPARE others, each to one test only.
+FIXED, SPARE = 12, 24
+
+
+@pytest.fixture
+def bsky_accounts(bsky_pds: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """Returns a function giving an account no other test of the session uses (so what a test
+    reads on its repo is its own doing)."""
+
+    def take() -> dict[str, Any]:
+        n = bsky_pds.setdefault("_next_spare", 5 + FIXED)
+        assert n < len(bsky_pds["accounts"]), "raise SPARE in tests/peers/bluesky.py"
+        bsky_pds["_next_spare"] = n + 1
+        return dict(bsky_pds["accounts"][n])
+
+    return take
 
 
 @pytest.fixture(scope="session")

@@ -253,17 +253,41 @@ class LimitFront:
         path = request.url.path
         if path == "/api/v2/search":
             acct = request.query_params.get("q", "").lstrip("@").lower()
-            account = {"id": _sim_id(acct), "username": acct.split("@")[0], "acct": acct,
-                       "display_name": acct, "locked": False, "bot": False, "group": False}
+            account = {
+                "id": _sim_id(acct),
+                "username": acct.split("@")[0],
+                "acct": acct,
+                "display_name": acct,
+                "locked": False,
+                "bot": False,
+                "group": False,
+            }
             return JSONResponse({"accounts": [account], "statuses": [], "hashtags": []})
         m = FOLLOW_RE.match(path)
         if m and request.method == "POST":
-            return JSONResponse({"id": m.group(1), "following": True, "showing_reblogs": True,
-                                 "notifying": False, "followed_by": False, "blocking": False,
-                                 "muting": False, "requested": False, "domain_blocking": False})
+            return JSONResponse(
+                {
+                    "id": m.group(1),
+                    "following": True,
+                    "showing_reblogs": True,
+                    "notifying": False,
+                    "followed_by": False,
+                    "blocking": False,
+                    "muting": False,
+                    "requested": False,
+                    "domain_blocking": False,
+                }
+            )
         if path == "/api/v1/accounts/verify_credentials":
-            return JSONResponse({"id": "1", "username": "sim", "acct": "sim",
-                                 "following_count": 0, "followers_count": 0})
+            return JSONResponse(
+                {
+                    "id": "1",
+                    "username": "sim",
+                    "acct": "sim",
+                    "following_count": 0,
+                    "followers_count": 0,
+                }
+            )
         return JSONResponse({"error": "Record not found"}, status_code=404)
 
     def _http(self) -> httpx.AsyncClient:

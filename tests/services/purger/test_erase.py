@@ -172,13 +172,17 @@ async def test_two_replicas_share_the_work_and_count_once(
             await erase(purger, u)
             await erase(second, u)
 
+        left: dict[str, list[str]] = {}
+
         async def all_gone() -> bool:
             for u in users:
-                if await scan(purger.pool, purger.redis, purger.js, u):
-                    return False
-            return True
+                left[u] = await scan(purger.pool, purger.redis, purger.js, u)
+            return not any(left.values())
 
-        await eventually(all_gone, timeout=60, interval=0.5)
+        try:
+            await eventually(all_gone, timeout=60, interval=0.5)
+        except AssertionError as e:
+            raise AssertionError(f"still held after the erase: {left}") from e
         await drained(purger.js, SPEC.stream.value, SPEC.durable, timeout=30)
         for u in users:
             edges = await purger.pool.fetchval(

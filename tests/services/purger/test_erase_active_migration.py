@@ -3,6 +3,7 @@ real PDS: no follow is made after the erase, and nothing of the person reappears
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,10 @@ async def test_erase_mid_migration_adapter_killed_and_restarted(
     pool: asyncpg.Pool,
     settings: ServiceSettings,
     bsky_pds: dict[str, Any],
+    bsky_accounts: Callable[[], dict[str, Any]],
 ) -> None:
     purger = purger_on_shared_db
-    user, did = await link(pool, settings, bsky_pds, bsky_pds["accounts"][7])
+    user, did = await link(pool, settings, bsky_pds, bsky_accounts())
     ts = targets(2000)  # beyond the hourly budget: the migration stays active
     adapter_process.start()
     await request_follows(pool, purger, user, ts)
