@@ -15,6 +15,8 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -205,7 +207,7 @@ return out
 
 
 async def _keys_with_hits(
-    keys: list[bytes], redis: aioredis.Redis, needles: list[bytes]
+    keys: list[Any], redis: aioredis.Redis, needles: list[bytes]
 ) -> list[bytes]:
     if not keys or not needles:
         return []
@@ -216,9 +218,9 @@ def _b(v: object) -> bytes:
     return v if isinstance(v, bytes) else str(v).encode()
 
 
-async def _erase_from_value(
-    redis: aioredis.Redis, key: bytes, hit: Callable[[bytes], bool]
-) -> bool:
+async def _erase_from_value(redis: Any, key: bytes, hit: Callable[[bytes], bool]) -> bool:
+    # NOTE: `redis: Any`: redis-py's stubs type every reply as str | bytes | list | ...;
+    # the client is built without decode_responses, so replies are bytes here.
     kind = _b(await redis.type(key))
     if kind == b"string":
         value = await redis.get(key)
@@ -342,7 +344,7 @@ async def _erase_from_foreign_stream(
     the user or carries the user's id in any of its messages (a KV key's history goes too)."""
     n = 0
     for subject, count in (await subject_counts(js, stream, ">")).items():
-        found = hit(subject)
+        found = hit(subject.encode())
         if not found:
             async for msg in stream_messages(js, stream, subject):
                 if hit(msg.data or b""):
@@ -363,7 +365,7 @@ class StoredObject:
     nuid: str
     meta_subject: str
     deleted: bool
-    mtime: object  # datetime of the meta message
+    mtime: datetime | None  # datetime of the meta message
 
 
 async def list_objects(js: JetStreamContext, stream: str) -> list[StoredObject]:

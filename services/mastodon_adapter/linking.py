@@ -46,7 +46,7 @@ class Link:
 async def detect(client: InstanceClient) -> ServerInfo:
     """`/api/v1/instance` + nodeinfo + OAuth metadata -> what the server is and its endpoints."""
     try:
-        inst = await client.get_json("/api/v1/instance")
+        inst = await client.get_json("/api/v1/instance") or {}
         links = await client.get_json("/.well-known/nodeinfo")
         nodeinfo = None
         if isinstance(links, dict):

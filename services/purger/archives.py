@@ -53,7 +53,8 @@ async def list_chunks(js: JetStreamContext) -> list[Chunks]:
     out = []
     for subject in await erasure.subject_counts(js, STREAM, prefix + ">"):
         last = await js.get_last_msg(STREAM, subject)
-        out.append(Chunks(subject.removeprefix(prefix), subject, last.time))
+        if last.time is not None:
+            out.append(Chunks(subject.removeprefix(prefix), subject, last.time))
     return out
 
 

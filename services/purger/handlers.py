@@ -149,6 +149,10 @@ async def handle_user_erase(message: UserEraseRequested, delivery: Delivery, dep
     return Done()
 
 
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def _erasing_key(user_id: str) -> str:
     """The user's network accounts, kept only between the two erase passes (rows are gone by
     the second): an adapter finishing in-flight work may still write keys named by them."""
@@ -158,7 +162,7 @@ def _erasing_key(user_id: str) -> str:
 async def erase_everything(deps: Deps, user_id: str, *, final: bool) -> dict[str, int]:
     await erasure.tombstone(deps.pool, user_id)
     accounts = set(await erasure.linked_accounts(deps.pool, user_id))
-    accounts |= {a.decode() for a in await deps.redis.smembers(_erasing_key(user_id))}
+    accounts |= {_text(a) for a in await deps.redis.smembers(_erasing_key(user_id))}
     kinds = await erasure.delete_rows(deps.pool, user_id)
     kinds["redis_keys"] = await erasure.erase_redis(deps.redis, user_id, accounts)
     if accounts and not final:
