@@ -118,6 +118,7 @@ ARCHIVE_RECORDS_PARSED = Counter(
     "hqx_archive_records_parsed_total", "Archive records parsed", ["service", "kind"]
 )
 # Archives ingest finished, by outcome (ingested/rejected) and reason code (rejections).
+# A jump in one rejection reason after a release usually means a parser regression.
 ARCHIVES_PROCESSED = Counter(
     "hqx_archives_processed_total", "Archives processed by ingest", ["outcome", "reason"]
 )
@@ -145,12 +146,5 @@ SSE_STREAMS_OPEN = Gauge("hqx_sse_streams_open", "Open progress streams")
 # Gateway business events (account_created, x_proven, upload_received, upload_refused,
 # account_linked, consent_changed, erase_requested...), detail = low-cardinality kind or reason.
 GATEWAY_EVENTS = Counter("hqx_gateway_events_total", "Gateway business events", ["event", "detail"])
-# Archives ingest stored as a graph. Compare with uploads: a gap means rejections or failures.
-ARCHIVES_INGESTED = Counter("hqx_archives_ingested_total", "Archives stored as a graph")
-# Archives ingest refused, by reason code (hostile or unreadable input, owner mismatch).
-# A jump in one reason after a release usually means a parser regression, not an attack.
-ARCHIVES_REJECTED = Counter(
-    "hqx_archives_rejected_total", "Archives rejected by ingest", ["reason"]
-)
 # Graph edges written by ingest (following + followers).
 GRAPH_EDGES_STORED = Counter("hqx_graph_edges_stored_total", "Graph edges written by ingest")

@@ -12,7 +12,9 @@ log = logging.getLogger("services.ingest")
 
 def graph_stored(user_id: str, version: int, following: int, follower: int, seconds: float) -> None:
     with contextlib.suppress(Exception):
-        metrics.ARCHIVES_INGESTED.inc()
+        metrics.ARCHIVES_PROCESSED.labels("ingested", "").inc()
+        metrics.ARCHIVE_RECORDS_PARSED.labels("ingest", "following").inc(following)
+        metrics.ARCHIVE_RECORDS_PARSED.labels("ingest", "follower").inc(follower)
         metrics.GRAPH_EDGES_STORED.inc(following + follower)
         log.info(
             "graph stored",
@@ -23,7 +25,7 @@ def graph_stored(user_id: str, version: int, following: int, follower: int, seco
 
 def archive_rejected(user_id: str, reason: str) -> None:
     with contextlib.suppress(Exception):
-        metrics.ARCHIVES_REJECTED.labels(reason).inc()
+        metrics.ARCHIVES_PROCESSED.labels("rejected", reason).inc()
         log.info("archive rejected", extra={"user_id": user_id, "reason": reason})
 
 

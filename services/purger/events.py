@@ -31,3 +31,9 @@ def erase_settling(user_id: str, delay_s: float) -> None:
 def sweep_failed(error: BaseException) -> None:
     with contextlib.suppress(Exception):
         log.warning("sweep failed", extra={"error_class": type(error).__name__})
+
+
+def oldest_archive(age_s: float) -> None:
+    """After a sweep: the age of the oldest raw archive still stored (alert past 24 h)."""
+    with contextlib.suppress(Exception):
+        metrics.ARCHIVE_OLDEST_AGE_SECONDS.set(age_s)

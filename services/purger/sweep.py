@@ -40,10 +40,13 @@ async def sweep_once(deps: Deps) -> dict[str, int]:
     now = deps.clock()
     by_owner: dict[str | None, Counter[str]] = {}
     objects = await erasure.list_objects(deps.js, archives.STREAM)
-    for obj in archives.expired_objects(objects, now, deps.settings.archive_max_age_s):
+    expired = archives.expired_objects(objects, now, deps.settings.archive_max_age_s)
+    for obj in expired:
         await erasure.purge_object(deps.js, obj)
         kind = "archive_meta" if obj.deleted else "raw_archive"
         by_owner.setdefault(archives.owner_of(obj.name), Counter())[kind] += 1
+    kept = [o.mtime for o in objects if not o.deleted and o.mtime and o not in expired]
+    events.oldest_archive(max(((now - t).total_seconds() for t in kept), default=0.0))
     chunks = await archives.list_chunks(deps.js)
     for c in archives.abandoned_chunks(chunks, objects, now, deps.settings.abandoned_upload_s):
         await deps.js.purge_stream(archives.STREAM, subject=c.subject)
