@@ -2,57 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
+from hqx.follow_events import FollowEvents
 
-from hqx import metrics
-
-log = logging.getLogger(__name__)
 SERVICE = "bluesky_adapter"
 NETWORK = "bluesky"
 
-
-def follows_made(user_id: str, n: int) -> None:
-    with contextlib.suppress(Exception):
-        metrics.FOLLOWS_MADE.labels(SERVICE, NETWORK).inc(n)
-        log.info("follows made", extra={"user_id": user_id, "count": n})
-
-
-def follows_skipped(user_id: str, reason: str, n: int) -> None:
-    with contextlib.suppress(Exception):
-        metrics.FOLLOWS_SKIPPED.labels(SERVICE, NETWORK, reason).inc(n)
-        log.info("follows skipped", extra={"user_id": user_id, "reason": reason, "count": n})
-
-
-def follows_failed(user_id: str, reason: str, n: int) -> None:
-    with contextlib.suppress(Exception):
-        metrics.FOLLOWS_FAILED.labels(SERVICE, NETWORK, reason).inc(n)
-        log.warning("follows failed", extra={"user_id": user_id, "reason": reason, "count": n})
-
-
-def batch_deferred(user_id: str, reason: str, delay_s: float, budget: str | None = None) -> None:
-    with contextlib.suppress(Exception):
-        metrics.FOLLOWS_DEFERRED.labels(SERVICE, NETWORK, reason).inc()
-        if budget:
-            metrics.BUDGET_WAITS.labels(NETWORK, budget).inc()
-            metrics.BUDGET_WAIT_SECONDS.labels(NETWORK, budget).inc(delay_s)
-        log.info(
-            "follow batch deferred",
-            extra={
-                "user_id": user_id,
-                "reason": reason,
-                "delay_s": round(delay_s, 3),
-                "budget": budget,
-            },
-        )
-
-
-def request_done(outcome: str, seconds: float) -> None:
-    with contextlib.suppress(Exception):
-        metrics.NETWORK_REQUESTS.labels(SERVICE, NETWORK, outcome).inc()
-        metrics.NETWORK_REQUEST_SECONDS.labels(SERVICE, NETWORK).observe(seconds)
-
-
-def account_paused(user_id: str, reason: str) -> None:
-    with contextlib.suppress(Exception):
-        log.warning("account paused", extra={"user_id": user_id, "reason": reason})
+_shared = FollowEvents(SERVICE, NETWORK, __name__)
+follows_made = _shared.follows_made
+follows_skipped = _shared.follows_skipped
+follows_failed = _shared.follows_failed
+batch_deferred = _shared.batch_deferred
+request_done = _shared.request_done
+account_paused = _shared.account_paused

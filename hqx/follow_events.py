@@ -1,0 +1,61 @@
+"""Business events every network adapter reports: one method each, log line + counter, never
+raise. Each adapter's `events.py` binds them to its service and network."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from hqx import metrics
+
+
+class FollowEvents:
+    def __init__(self, service: str, network: str, logger: str) -> None:
+        self.service, self.network = service, network
+        self.log = logging.getLogger(logger)
+
+    def follows_made(self, user_id: str, n: int) -> None:
+        with contextlib.suppress(Exception):
+            metrics.FOLLOWS_MADE.labels(self.service, self.network).inc(n)
+            self.log.info("follows made", extra={"user_id": user_id, "count": n})
+
+    def follows_skipped(self, user_id: str, reason: str, n: int = 1) -> None:
+        with contextlib.suppress(Exception):
+            metrics.FOLLOWS_SKIPPED.labels(self.service, self.network, reason).inc(n)
+            self.log.info(
+                "follows skipped", extra={"user_id": user_id, "reason": reason, "count": n}
+            )
+
+    def follows_failed(self, user_id: str, reason: str, n: int = 1) -> None:
+        with contextlib.suppress(Exception):
+            metrics.FOLLOWS_FAILED.labels(self.service, self.network, reason).inc(n)
+            self.log.warning(
+                "follows failed", extra={"user_id": user_id, "reason": reason, "count": n}
+            )
+
+    def batch_deferred(
+        self, user_id: str, reason: str, delay_s: float, budget: str | None = None
+    ) -> None:
+        with contextlib.suppress(Exception):
+            metrics.FOLLOWS_DEFERRED.labels(self.service, self.network, reason).inc()
+            if budget:
+                metrics.BUDGET_WAITS.labels(self.network, budget).inc()
+                metrics.BUDGET_WAIT_SECONDS.labels(self.network, budget).inc(delay_s)
+            self.log.info(
+                "follow batch deferred",
+                extra={
+                    "user_id": user_id,
+                    "reason": reason,
+                    "delay_s": round(delay_s, 3),
+                    "budget": budget,
+                },
+            )
+
+    def request_done(self, outcome: str, seconds: float) -> None:
+        with contextlib.suppress(Exception):
+            metrics.NETWORK_REQUESTS.labels(self.service, self.network, outcome).inc()
+            metrics.NETWORK_REQUEST_SECONDS.labels(self.service, self.network).observe(seconds)
+
+    def account_paused(self, user_id: str, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            self.log.warning("account paused", extra={"user_id": user_id, "reason": reason})
