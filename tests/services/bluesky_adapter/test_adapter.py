@@ -83,9 +83,15 @@ async def test_a_retried_create_of_an_existing_key_counts_as_done(
     # The adapter's cache claims an empty repo (listed before that attempt).
     await adapter.redis.hset(f"hqx:bluesky:follows:{did}", mapping={"__listed__": "1"})
     await request_follows(pool, adapter, user, ts)
+
+    # NOTE: the colliding batch ends in a retry-later (nak with a delay), during which the
+    # consumer can look drained: wait for the ledger instead.
+    async def all_done() -> bool:
+        return await ledger_states(pool, user) == {"done": 150}
+
+    await eventually(all_done, timeout=60)
     await drained(adapter.js, SPEC.stream.value, SPEC.durable, timeout=60)
     assert follow_counts(await repo_follows(bsky_pds, did), ts) == {1: 150}
-    assert await ledger_states(pool, user) == {"done": 150}
 
 
 async def test_existing_follows_handles_and_cancelled_targets(
