@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hqx.service import Service
+from hqx.settings import ServiceSettings
 from services.purger.app import create
 from services.purger.handlers import Deps
 from services.purger.settings import Settings
@@ -33,15 +34,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def purger_settings(nats_url: str, redis_url: str, fresh_database_url: str) -> Settings:
+def purger_settings(settings: ServiceSettings, fresh_database_url: str) -> Settings:
+    """The shared test settings on a database of the test's own (scans read whole tables)."""
+    base = settings.model_dump(exclude={"database_url", "jetstream_max_bytes"})
     return Settings(
-        NATS_URL=nats_url,
-        REDIS_URL=redis_url,
-        DATABASE_URL=fresh_database_url,
-        HQX_ENV="test",
-        HQX_HEALTH_HOST="127.0.0.1",
-        HQX_LOG_JSON=False,
-        HQX_JETSTREAM_MAX_BYTES=256 * 1024**2,
+        **base,
+        database_url=fresh_database_url,
+        jetstream_max_bytes=256 * 1024**2,
         sweep_interval_s=3600.0,  # tests call sweep_once, or shorten it themselves
         erase_settle_s=0.5,
         abandoned_upload_s=3600.0,
