@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,12 +59,6 @@ def random_did(rng: random.Random) -> str:
     return "did:plc:" + "".join(rng.choice(B32) for _ in range(24))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- 1. throughput against the real PDS --------------------------------------------------------
 
 
@@ -73,9 +66,9 @@ def start_pds(run_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     env = {
         **os.environ,
         "BSKY_RUN_DIR": str(run_dir),
-        "PDS_PORT": str(free_port()),
-        "PLC_PORT": str(free_port()),
-        "APPVIEW_PORT": str(free_port()),
+        "PDS_PORT": str(embedded.free_port()),
+        "PLC_PORT": str(embedded.free_port()),
+        "APPVIEW_PORT": str(embedded.free_port()),
         "RATE_LIMITS": "0",
         "EXTRA_ACCOUNTS": "10",
     }

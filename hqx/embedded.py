@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,11 +18,31 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_PORTS = range(20_000, 32_768)  # below Linux's ephemeral range (32768-60999)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1 for a server we are about to start.
+
+    Not from the kernel's ephemeral range: a port found there with bind(0) and released can
+    be taken by any outgoing connection before our server binds it (seen on CI as uvicorn's
+    "address already in use"). Below that range only another listener can take it, and none
+    of ours is handed the same port twice.
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError("no free port found in 20000-32767")
 
 
 def _bin(name: str) -> str:

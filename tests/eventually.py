@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from nats.js.errors import NotFoundError
+
 T = TypeVar("T")
 
 
@@ -29,10 +31,27 @@ async def eventually(
 
 
 async def drained(js: Any, stream: str, durable: str, timeout: float = 20.0) -> None:
-    """Wait until a durable consumer has nothing pending and nothing unacked (our processAll)."""
+    """Wait until a durable consumer has acked all it matched so far, with nothing pending.
+
+    Zero pending and zero unacked is not enough alone: right after a publish is acknowledged
+    the server may not have counted the message as pending yet. So the consumer's ack floor
+    must also have reached the last message its filter matches at the time of the call.
+    """
+    info = await js.consumer_info(stream, durable)
+    filters = info.config.filter_subjects or [info.config.filter_subject or ">"]
+    last = 0
+    for subject in filters:
+        try:
+            last = max(last, (await js.get_last_msg(stream, subject)).seq)
+        except NotFoundError:
+            pass
 
     async def check() -> bool:
         info = await js.consumer_info(stream, durable)
-        return info.num_pending == 0 and info.num_ack_pending == 0
+        return (
+            info.num_pending == 0
+            and info.num_ack_pending == 0
+            and info.ack_floor.stream_seq >= last
+        )
 
     await eventually(check, timeout)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from hqx.embedded import free_port
 
 PEER_DIR = Path(
     os.environ.get(
@@ -29,14 +30,7 @@ _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
 
 def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    return [free_port() for _ in range(n)]
 
 
 def random_did() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from hqx.embedded import free_port
+
 PEER_DIR = Path(
     os.environ.get(
         "HQX_MASTODON_PEER_DIR",
@@ -25,12 +26,6 @@ PEER_DIR = Path(
     )
 )
 REMOTE_ACCOUNTS = 1100
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _http() -> requests.Session:
@@ -46,7 +41,7 @@ def mastodon_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     run_dir = tmp_path_factory.mktemp("mastodon-peer")
     env = {
         **os.environ,
-        "MASTODON_PEER_PORT": str(_free_port()),
+        "MASTODON_PEER_PORT": str(free_port()),
         "MASTODON_PEER_RUN_DIR": str(run_dir),
         "MASTODON_PEER_REMOTE_ACCOUNTS": str(REMOTE_ACCOUNTS),
         "MASTODON_PEER_USERS": "alice,bob,carol,dave,erin",

@@ -68,12 +68,21 @@ def gateway_settings(base: ServiceSettings, x: XProvider | None = None, **extra)
     return Settings(**(values | extra))
 
 
+async def _serve(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as e:
+        # uvicorn exits the process when it cannot start; a SystemExit escaping a fixture
+        # would also break pytest-asyncio's loop for every test after this one.
+        raise RuntimeError(f"the gateway did not start (uvicorn exit {e.code})") from None
+
+
 async def serve(settings: Settings) -> AsyncIterator[Gateway]:
     app = create(settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning")
     )
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serve(server))
     while not server.started:
         if task.done():
             task.result()
