@@ -3,10 +3,13 @@ raise. Each adapter's `events.py` binds them to its service and network."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
-from hqx import metrics
+import asyncpg
+
+from hqx import ledger, metrics
 
 
 class FollowEvents:
@@ -59,3 +62,23 @@ class FollowEvents:
     def account_paused(self, user_id: str, reason: str) -> None:
         with contextlib.suppress(Exception):
             self.log.warning("account paused", extra={"user_id": user_id, "reason": reason})
+
+
+async def report_allowed_rate(
+    pool: asyncpg.Pool,
+    network: str,
+    per_account_per_minute: float,
+    every_s: float = 30.0,
+    service: str = "",
+) -> None:
+    """Keep `hqx_follows_allowed_per_minute` at what the budgets allow the accounts with
+    pending follows (the "allowed" line beside follows made on the dashboards)."""
+    while True:
+        try:
+            n = await ledger.accounts_with_pending(pool, network)
+            metrics.FOLLOWS_ALLOWED_PER_MINUTE.labels(service, network).set(
+                n * per_account_per_minute
+            )
+        except (OSError, asyncpg.PostgresError):
+            logging.getLogger(__name__).warning("allowed rate not updated", exc_info=True)
+        await asyncio.sleep(every_s)

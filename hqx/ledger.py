@@ -209,3 +209,14 @@ async def cancel_planned(
         origin,
     )
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def accounts_with_pending(conn: Conn, network: Network | str) -> int:
+    """Active linked accounts of a network with at least one planned follow."""
+    n = await conn.fetchval(
+        "select count(*) from identities i where i.network = $1 and i.status = 'active'"
+        " and exists (select 1 from follow_ledger l where l.user_id = i.user_id"
+        " and l.network = $1 and l.state = 'planned')",
+        str(network),
+    )
+    return int(n or 0)

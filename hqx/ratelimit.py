@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -74,6 +74,11 @@ class Budget:
     def scaled(self, factor: float) -> Budget:
         """The same budget with time compressed (factor 1000: one hour lasts 3.6 s)."""
         return replace(self, window_s=self.window_s / factor)
+
+
+def units_per_minute(budgets: Iterable[Budget], op: str) -> float:
+    """Sustained `op`s per minute one account may make under all these budgets (the tightest)."""
+    return min(b.cap / b.costs[op] / (b.window_s / 60.0) for b in budgets)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from functools import partial
 from hqx import bus
 from hqx.consumer import Delivery
 from hqx.crypto import TokenCipher
+from hqx.follow_events import report_allowed_rate
 from hqx.messages import FollowRequested, Message
 from hqx.outcomes import Outcome
-from hqx.ratelimit import RateLimiter
+from hqx.ratelimit import RateLimiter, units_per_minute
 from hqx.service import Service
 from hqx.subjects import CONSUMERS_BY_SERVICE, ConsumerSpec
 from services.bluesky_adapter.handlers import handle_follow_requested
@@ -49,6 +50,8 @@ def create(settings: Settings) -> Service:
             # NOTE: every service start declares the registry's durables; re-apply ours after.
             svc.on_start(partial(_redeclare, svc, spec))
         svc.consume(spec, (FollowRequested,), on_follow_requested, concurrency=settings.concurrency)
+    rate = units_per_minute(settings.budgets()[:2], "create")
+    svc.background(lambda: report_allowed_rate(svc.pool, "bluesky", rate, service=SERVICE))
     svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies
     return svc
 

@@ -23,7 +23,7 @@ from hqx.crypto import TokenCipher
 from hqx.errors import Reason
 from hqx.messages import AccountPaused, FollowDone, FollowResult, FollowState, FollowTarget, Message
 from hqx.outcomes import Done, Outcome, RetryLater, Skipped
-from hqx.ratelimit import Budget, Charge, RateLimiter
+from hqx.ratelimit import Charge, RateLimiter
 from hqx.subjects import Network, account_paused, follow_done
 from services.bluesky_adapter import events, follow_index, follows
 from services.bluesky_adapter.client import (
@@ -55,14 +55,6 @@ class Deps:
     publish: Publish
     repo_locks: RepoLocks = field(default_factory=RepoLocks)
 
-    def budgets(self) -> tuple[Budget, Budget, Budget]:
-        h, f = self.settings.headroom, self.settings.time_compression
-        return (
-            ratelimit.BLUESKY_WRITE_HOUR.with_headroom(h).scaled(f),
-            ratelimit.BLUESKY_WRITE_DAY.with_headroom(h).scaled(f),
-            ratelimit.BLUESKY_HOST_REQUESTS.with_headroom(h).scaled(f),
-        )
-
 
 class _Stop(Exception):
     def __init__(self, outcome: Outcome) -> None:
@@ -76,7 +68,7 @@ class FollowRun:
         self.user = ident.user_id
         self.attempt = attempt
         self.host = urlsplit(ident.pds_url).netloc or ident.pds_url
-        self.hour, self.day, self.requests = deps.budgets()
+        self.hour, self.day, self.requests = deps.settings.budgets()
         self.client = AccountClient(
             ident.pds_url, ident.session(deps.cipher), on_refresh=self._store_session
         )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from hqx.ratelimit import DEFAULT_HEADROOM
+from hqx import ratelimit
+from hqx.ratelimit import DEFAULT_HEADROOM, Budget
 from hqx.settings import ServiceSettings
 
 
@@ -29,3 +30,12 @@ class Settings(ServiceSettings):
     time_compression: float = 1.0
     # Override of the durable's ack_wait (tests that kill the process shorten the redelivery).
     ack_wait_s: float | None = None
+
+    def budgets(self) -> tuple[Budget, Budget, Budget]:
+        """Per-account repo writes (hour, day) and per-host requests, with head-room."""
+        h, f = self.headroom, self.time_compression
+        return (
+            ratelimit.BLUESKY_WRITE_HOUR.with_headroom(h).scaled(f),
+            ratelimit.BLUESKY_WRITE_DAY.with_headroom(h).scaled(f),
+            ratelimit.BLUESKY_HOST_REQUESTS.with_headroom(h).scaled(f),
+        )

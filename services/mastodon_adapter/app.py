@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 
 from hqx.crypto import TokenCipher
+from hqx.follow_events import report_allowed_rate
 from hqx.messages import FollowRequested
-from hqx.ratelimit import RateLimiter
+from hqx.ratelimit import RateLimiter, units_per_minute
 from hqx.service import Service
 from hqx.subjects import CONSUMERS_BY_SERVICE
 from services.mastodon_adapter.budgets import Budgets
@@ -22,20 +23,18 @@ def create(settings: Settings) -> Service:
     svc = Service(NAME, settings)
     clients = AccountClients(settings.verify)
     deps: dict[str, Deps] = {}
+    budgets = Budgets.build(settings.headroom, settings.time_compression)
 
     async def start() -> None:
-        follower = Follower(
-            settings,
-            svc.redis,
-            RateLimiter(svc.redis),
-            Budgets.build(settings.headroom, settings.time_compression),
-        )
+        follower = Follower(settings, svc.redis, RateLimiter(svc.redis), budgets)
         deps["d"] = Deps(svc, svc.pool, TokenCipher(settings.token_keys), follower, clients)  # type: ignore[arg-type]
 
     async def handler(message: FollowRequested, delivery):  # type: ignore[no-untyped-def]
         return await handle_follow_requested(message, delivery, deps["d"])
 
     svc.on_start(start)
+    rate = units_per_minute((budgets.follows,), "follow")
+    svc.background(lambda: report_allowed_rate(svc.pool, "mastodon", rate, service=NAME))
     svc.on_stop(functools.partial(_close, clients))
     for spec in CONSUMERS_BY_SERVICE[NAME]:
         svc.consume(spec, (FollowRequested,), handler, concurrency=settings.concurrency)

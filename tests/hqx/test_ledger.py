@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
 
-from hqx import ledger
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from hqx import ledger, ratelimit
+from hqx.follow_events import report_allowed_rate
 from hqx.messages import FollowResult, FollowState, FollowTarget
+from tests.eventually import eventually
 
 
 def target(x: int) -> FollowTarget:
@@ -74,3 +80,43 @@ async def test_cancel_planned_by_origin(pool: asyncpg.Pool, user_id: str) -> Non
         "mastodon": {"planned": 1},
     }
     assert await ledger.cancel_planned(pool, user_id) == 2
+
+
+async def test_allowed_rate_counts_active_accounts_with_planned_follows(
+    pool: asyncpg.Pool, user_id: str
+) -> None:
+    users = [f"{user_id}-{i}" for i in range(4)]
+    for i, u in enumerate(users):
+        await make_user(pool, u)
+        status = "paused" if i == 3 else "active"
+        await pool.execute(
+            "insert into identities (user_id, network, account, auth_kind, status)"
+            " values ($1, 'bluesky', $2, 'app_password', $3)",
+            u, f"did:plc:owner{i}", status,
+        )  # fmt: skip
+    await ledger.plan(pool, users[0], "bluesky", [target(1), target(2)])
+    await ledger.plan(pool, users[1], "bluesky", [target(1)])
+    await ledger.plan(pool, users[3], "bluesky", [target(1)])  # paused: its work waits
+    done = FollowResult(x_account_id="1", account="did:plc:t1", state=FollowState.DONE)
+    await ledger.record(pool, users[1], "bluesky", [done])  # nothing left to do
+    assert await ledger.accounts_with_pending(pool, "bluesky") == 1
+    assert await ledger.accounts_with_pending(pool, "mastodon") == 0
+
+    job = asyncio.create_task(report_allowed_rate(pool, "bluesky", 8.5, 0.05, service="t"))
+    try:
+        await ledger.plan(pool, users[2], "bluesky", [target(7)])
+        await eventually(lambda: allowed("t") == 2 * 8.5)
+    finally:
+        job.cancel()
+
+
+def allowed(service: str) -> float | None:
+    labels = {"service": service, "network": "bluesky"}
+    return REGISTRY.get_sample_value("hqx_follows_allowed_per_minute", labels)
+
+
+def test_sustained_rate_is_the_tightest_budget() -> None:
+    hour, day = ratelimit.BLUESKY_WRITE_HOUR, ratelimit.BLUESKY_WRITE_DAY
+    per_min = ratelimit.units_per_minute((hour, day), "create")
+    assert per_min == pytest.approx(day.cap / 3 / 1440)  # the day cap binds, not the hour's
+    assert ratelimit.units_per_minute((hour.scaled(60),), "create") == pytest.approx(hour.cap / 3)
