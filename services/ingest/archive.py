@@ -61,6 +61,8 @@ class ParsedArchive:
     following: Graph
     follower: Graph
     parts: list[tuple[str, str, int]]  # (file, kind, records) of the parts used
+    read_bytes: int = 0  # of the zip
+    inflated_bytes: int = 0  # of the members parsed
 
     def summary(self) -> dict[str, object]:
         """The `hqx archive inspect --json` document."""
@@ -140,14 +142,17 @@ class _Walk:
 def parse_archive(chunks: Iterable[bytes], limits: Limits | None = None) -> ParsedArchive:
     """Stream the zip bytes once; returns the parsed archive or raises ArchiveRejectedError."""
     limits = limits or Limits()
-    reader = ZipReader(ByteSource(chunks, limits.max_archive_bytes), limits)
+    source = ByteSource(chunks, limits.max_archive_bytes)
+    reader = ZipReader(source, limits)
     walk = _Walk(limits)
     for member in reader.members():
         walk.member(member)
     reader.finish()
     if walk.held is not None:
         raise walk.held
-    return _assemble(walk)
+    parsed = _assemble(walk)
+    parsed.read_bytes, parsed.inflated_bytes = source.offset, reader.inflated
+    return parsed
 
 
 def _assemble(walk: _Walk) -> ParsedArchive:

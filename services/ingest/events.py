@@ -10,6 +10,12 @@ from hqx import metrics
 log = logging.getLogger("services.ingest")
 
 
+def archive_parsed(read_bytes: int, inflated_bytes: int) -> None:
+    with contextlib.suppress(Exception):
+        metrics.ARCHIVE_BYTES_READ.labels("ingest").inc(read_bytes)
+        metrics.ARCHIVE_BYTES_INFLATED.labels("ingest").inc(inflated_bytes)
+
+
 def graph_stored(user_id: str, version: int, following: int, follower: int, seconds: float) -> None:
     with contextlib.suppress(Exception):
         metrics.ARCHIVES_PROCESSED.labels("ingested", "").inc()

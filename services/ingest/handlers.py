@@ -45,6 +45,7 @@ async def handle_archive_uploaded(msg: ArchiveUploaded, delivery: Delivery, deps
         if stored is None:
             async with _heartbeat(delivery, deps.settings.heartbeat_s):
                 parsed = await _parse(msg, deps)
+                events.archive_parsed(parsed.read_bytes, parsed.inflated_bytes)
                 if msg.proven_x_account_id not in (None, parsed.owner.account_id):
                     raise ArchiveRejectedError(
                         Reason.OWNER_MISMATCH, "this archive belongs to another X account"

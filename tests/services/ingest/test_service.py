@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from hqx import db, subjects
 from hqx.messages import ArchiveRejected, ArchiveUnpacked, ArchiveUploaded, GraphIngested
@@ -74,7 +75,9 @@ async def test_archive_becomes_graph_and_events(
     rng = random.Random(3)
     spec = ArchiveSpec(following=random_ids(300, rng), follower=random_ids(500, rng), parts=2,
                        nested="twitter-2024", macosx=True, streamed=True)  # fmt: skip
-    msg = await upload(ingest, user_id, build_archive(spec))
+    data = build_archive(spec)
+    read_before, inflated_before = bytes_counted()
+    msg = await upload(ingest, user_id, data)
     got = await eventually(lambda: events_of(ingest, subjects.graph_ingested(user_id)))
     event = GraphIngested.model_validate_json(got[0])
     assert (event.owner_x_account_id, event.owner_username) == (spec.owner_id, spec.username)
@@ -85,6 +88,16 @@ async def test_archive_becomes_graph_and_events(
     assert (str(user["x_account_id"]), user["x_username"]) == (spec.owner_id, spec.username)
     unpacked = await eventually(lambda: events_of(ingest, subjects.archive_unpacked(user_id)))
     assert ArchiveUnpacked.model_validate_json(unpacked[0]).object_name == msg.object_name
+    read, inflated = bytes_counted()
+    assert read - read_before == len(data)  # the dashboards' bytes read and inflated
+    assert 800 * 100 < inflated - inflated_before < len(data) * 20
+
+
+def bytes_counted() -> tuple[float, float]:
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"service": "ingest"}) or 0.0
+
+    return value("hqx_archive_bytes_read_total"), value("hqx_archive_bytes_inflated_total")
 
 
 async def test_redelivery_and_reupload_leave_one_consistent_graph(
