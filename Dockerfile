@@ -10,7 +10,9 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
-RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" \
+ && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first (cached while only the code changes).
 COPY pyproject.toml uv.lock README.md ./
@@ -18,6 +20,8 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY hqx ./hqx
 COPY services ./services
 RUN uv sync --frozen --no-dev --no-editable
+# Ingest's C fast path (services/ingest/ytdscan.c), built into the installed package.
+RUN cd / && /app/.venv/bin/python -m services.ingest.fastpath
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 hqx \

@@ -11,7 +11,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: install venv peers browser run test lint fmt bench chaos clean
 
-install: venv peers browser ## venv from uv.lock, the test peers (Bluesky PDS, Mastodon), Chromium
+install: venv peers browser ## venv from uv.lock + ingest's C fast path, the test peers, Chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -19,6 +19,7 @@ $(UV):
 
 venv: $(UV)
 	$(UV) sync --frozen
+	$(BIN)/python -m services.ingest.fastpath
 
 peers: ## the local Bluesky PDS and Mastodon peer (state outside the repo, see their READMEs)
 	@if [ -d "$(SHARED)/peers" ]; then \

@@ -1,12 +1,10 @@
 """`window.YTD.<type>.partN = [ … ]` files: a streaming, validating scanner for graph parts.
 
-X writes every follower/following record in one exact pretty-printed shape, where only the id
-varies. The fast path checks a whole run of records against that shape without a Python loop
-per record: the run with its digits deleted must equal the record template repeated (one C
-call), then numpy reads the ids at their known places and checks the two copies of each id
-agree. Whatever is not byte-identical to X's shape (CRLF is handled too; minified JSON, escapes,
-extra fields, hostile input) goes through the slow path: one JSON value at a time, bounded in
-size and depth, with precise errors. Ids are validated as decimal strings, never through float.
+Records in X's exact pretty-printed shape are read in runs by `fastpath` (C, or numpy where
+the C library is not built). Whatever is not byte-identical to that shape (minified JSON,
+escapes, extra fields, hostile input) goes through the slow path here: one JSON value at a
+time, bounded in size and depth, with precise errors. Ids are validated as decimal strings,
+never through float.
 """
 
 from __future__ import annotations
@@ -14,26 +12,19 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from dataclasses import dataclass
-
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from hqx.errors import ArchiveRejectedError, Reason
+from services.ingest import fastpath
+from services.ingest.fastpath import MAX_ID, Shape
 from services.ingest.limits import Limits
 
-MAX_ID = 2**63 - 1  # stored as bigint
 ID_RE = re.compile(r"^[1-9][0-9]{0,18}$")
 GRAPH_KINDS = ("follower", "following")
 PREFIX_RE = re.compile(
     rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*window\.YTD\.([A-Za-z0-9_]{1,64})\.part([0-9]{1,6})"
     rb"[ \t]*=[ \t]*"
 )
-_DIGITS = b"0123456789"
 _INDENT = 8  # blanks before a record, CRLF included
-_WIDTH = 19  # digits of the largest id (MAX_ID)
-_COLS = np.arange(_WIDTH)
-_POW10 = 10 ** np.arange(_WIDTH - 1, -1, -1, dtype=np.uint64)
 _WS = re.compile(rb"[ \t\r\n]*")
 _DECODER = json.JSONDecoder()
 EXPECT_VALUE, AFTER_VALUE, AFTER_END, DONE = range(4)
@@ -59,26 +50,6 @@ def sniff(head: bytes) -> tuple[str, int] | None:
     return (m.group(1).decode(), int(m.group(2))) if m else None
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """One canonical `record,` unit of a kind, as X pretty-prints it, without its two ids."""
-
-    bare: bytes  # the unit with both ids deleted
-    to_account_end: int  # from the `=` before the link's id back to the end of `accountId`'s
-
-    @classmethod
-    def of(cls, kind: str, nl: bytes) -> _Shape:
-        after_account = b'",' + nl + b'      "userLink" : "https://twitter.com/intent/user?user_id='
-        bare = (
-            nl + b"  {" + nl + b'    "' + kind.encode() + b'" : {' + nl + b'      "accountId" : "'
-            + after_account + b'"' + nl + b"    }" + nl + b"  },"
-        )  # fmt: skip
-        # NOTE: the fast path relies on these: one `=` and one `},` per unit, and no digit.
-        assert bare.count(b"=") == 1 and bare.count(b"},") == 1
-        assert bare == bare.translate(None, _DIGITS)
-        return cls(bare, len(after_account) - 1)
-
-
 class GraphScanner:
     """Feed the inflated bytes of one follower/following part; `finish` at the member's end."""
 
@@ -92,8 +63,9 @@ class GraphScanner:
         self._buf = b""
         self._state = -1  # before the prefix
         self._first = True
-        self._shape: _Shape | None = None
+        self._shape: Shape | None = None
         self._fast = True
+        self._retry = fastpath.native_loaded()  # try the fast path again after a slow record
 
     # --- public -----------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> None:
@@ -146,6 +118,7 @@ class GraphScanner:
                 c = buf[pos : pos + 1]
                 if c == b",":
                     self._state, pos = EXPECT_VALUE, pos + 1
+                    self._fast = self._fast or self._retry
                 elif c == b"]":
                     self._state, pos = AFTER_END, pos + 1
                 else:
@@ -173,43 +146,26 @@ class GraphScanner:
             raise malformed(self.name, f"unexpected data type {kind!r}")
         self.kind, self.part = kind, int(m.group(2))
         nl = b"\r\n" if buf[m.end() + 1 : m.end() + 3] == b"\r\n" else b"\n"
-        self._shape = _Shape.of(kind, nl)
+        self._shape = Shape.of(kind, nl)
         self._state = EXPECT_VALUE
         return m.end() + 1
 
     def _fast_run(self, buf: bytes, pos: int) -> int:
-        """Consume a run of canonical `record,` units from pos; returns the new position.
+        """Read a run of canonical records from pos; returns the new position.
 
-        At most one attempt per fed chunk fails (then the rest of the chunk goes the slow way),
-        so non-canonical input costs linear time, never a re-check of the chunk per record.
+        With numpy, at most one attempt per fed chunk fails (the rest of the chunk then goes the
+        slow way), so non-canonical input costs linear time; C stops at the first odd byte, so
+        it is tried again after every slow record.
         """
-        shape = self._shape
-        assert shape is not None
-        end = buf.rfind(b"},", pos) + 2
-        if end < pos + 2:
-            return pos
-        span = buf[pos:end]
-        bare = span.translate(None, _DIGITS)
-        n = len(bare) // len(shape.bare)
-        if bare != shape.bare * n:
-            self._fast = False
-            n = _canonical_units(bare, shape.bare)
-            if n == 0:
-                return pos
-            ends = np.flatnonzero(_at(span, b"},"))
-            if len(ends) < n:
-                return pos  # a digit hides a `},` of the template
-            span = span[: int(ends[n - 1]) + 2]
-            if span.translate(None, _DIGITS) != shape.bare * n:
-                return pos
-        ids = _read_ids(span, shape, n, digits=len(span) - n * len(shape.bare))
-        if ids is None:
+        assert self._shape is not None
+        end, ids = fastpath.read(buf, pos, self._shape)
+        if end == pos:
             self._fast = False
             return pos
         self.ids.frombytes(ids.tobytes())
-        self.records += n
+        self.records += len(ids)
         self._first = False
-        return pos + len(span)
+        return end
 
     def _slow_record(self, buf: bytes, pos: int, final: bool) -> int:
         """Parse one JSON value at pos; returns pos unchanged when more bytes are needed."""
@@ -262,50 +218,3 @@ def parse_small_js(name: str, data: bytes, prefix: re.Pattern[bytes], code: Reas
         raise ArchiveRejectedError(code, f"{name}: JSON nested too deeply") from None
     except ValueError as e:
         raise ArchiveRejectedError(code, f"{name}: invalid JSON ({str(e)[:80]})") from None
-
-
-def _at(data: bytes, pair: bytes) -> np.ndarray:
-    """Mask of the positions where the two-byte `pair` starts in `data`."""
-    a = np.frombuffer(data, np.uint8)
-    return (a[:-1] == pair[0]) & (a[1:] == pair[1])
-
-
-def _canonical_units(bare: bytes, unit: bytes) -> int:
-    """How many whole template units `bare` starts with."""
-    want = np.frombuffer(unit * (len(bare) // len(unit) + 1), np.uint8)[: len(bare)]
-    diff = np.flatnonzero(np.frombuffer(bare, np.uint8) != want)
-    first = int(diff[0]) if len(diff) else len(bare)
-    return first // len(unit)
-
-
-def _read_ids(span: bytes, shape: _Shape, n: int, digits: int) -> np.ndarray | None:
-    """The ids of n units that are the template once their `digits` digits are deleted.
-
-    Each unit holds its id twice: after `accountId` and at the end of `userLink`. Both holes
-    must hold the same 1 to 19 digits without a leading zero, the value must fit a bigint,
-    and no digit may sit anywhere else; otherwise None (the slow path then says precisely
-    what is wrong). Rows of 20 bytes are copied from a sliding-window view, so nothing per
-    byte is built but those rows.
-    """
-    a = np.frombuffer(span + b"\0" * (_WIDTH + 1), np.uint8)
-    eq = np.flatnonzero(a == ord("="))
-    if len(eq) != n:
-        return None
-    rows = sliding_window_view(a, _WIDTH + 1)
-    link = rows[eq + 1]  # the link's id, left-aligned, then its closing quote
-    length = np.argmax(link == ord('"'), axis=1)
-    if length.min() < 1 or length.max() > _WIDTH or (link[:, 0] == ord("0")).any():
-        return None
-    if 2 * int(length.sum()) != digits:
-        return None  # a digit outside the two ids
-    start = eq - shape.to_account_end - length  # where the account's id would start
-    if (a[start - 1] != ord('"')).any():
-        return None  # the account's id has not the link's length
-    beyond = _COLS >= length[:, None]
-    if not ((rows[start][:, :_WIDTH] == link[:, :_WIDTH]) | beyond).all():
-        return None
-    cells = np.where(beyond, 0, link[:, :_WIDTH] - ord("0")).astype(np.uint64)
-    values = (cells @ _POW10) // _POW10[length - 1]  # exact: 19 digits fit in uint64
-    if (values > MAX_ID).any():
-        return None
-    return values.astype(np.int64)
