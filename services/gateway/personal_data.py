@@ -9,28 +9,14 @@ from typing import Any
 
 import asyncpg
 
+from hqx import audience
 from hqx.subjects import Network
 
 
 async def stats_fallback(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for net in Network:
-        matched = await pool.fetchval(
-            "select count(*) from graph_edges e join directory d"
-            " on d.x_account_id = e.x_account_id and d.network = $2"
-            " where e.user_id = $1 and e.direction = 1",
-            user_id,
-            net.value,
-        )
-        followers = await pool.fetchval(
-            "select count(*) from graph_edges e join directory d"
-            " on d.x_account_id = e.x_account_id and d.network = $2"
-            " where e.user_id = $1 and e.direction = 2",
-            user_id,
-            net.value,
-        )
-        out[net.value] = {"followings_matched": matched, "followers_on_network": followers}
-    return {"networks": out}
+    seen = await audience.measure(pool, user_id)
+    empty = {"followings_matched": 0, "followers_on_network": 0}
+    return {"networks": {net.value: seen.get(net.value, empty) for net in Network}}
 
 
 async def export_fallback(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:

@@ -115,7 +115,7 @@ async def store(
             " following_count = excluded.following_count,"
             " follower_count = excluded.follower_count, version = excluded.version,"
             " archive_sha256 = excluded.archive_sha256, object_name = excluded.object_name,"
-            " uploaded_at = excluded.uploaded_at, ingested_at = now()",
+            " uploaded_at = excluded.uploaded_at, ingested_at = now(), audience = null",
             user_id, owner, parsed.owner.username, following, follower, version, sha256,
             object_name, uploaded_at,
         )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from hqx import subjects
+from hqx import audience, subjects
 from hqx.errors import Reason
 from hqx.messages import MatchFound, Message, NetworkStats
 from hqx.subjects import Network
@@ -25,20 +25,7 @@ _STATS_LOCK = 0x4851_5853  # "HQXS"
 
 async def user_stats(pool: Conn, user_id: str) -> list[NetworkStats]:
     """One `NetworkStats` per network, linked or not (the audience already there counts too)."""
-    audience = await pool.fetch(
-        """
-        select d.network,
-               count(*) filter (where e.direction = 1) as matched,
-               count(*) filter (where e.direction = 2) as followers
-          from graph_edges e
-         cross join lateral (
-               select network, user_id from directory where x_account_id = e.x_account_id
-               offset 0) d  -- NOTE: not flattened: an index lookup per edge, never a seq scan
-         where e.user_id = $1 and d.user_id <> $1
-         group by d.network
-        """,
-        user_id,
-    )
+    seen = await audience.measure(pool, user_id)
     ledger_rows = await pool.fetch(
         """
         select network, state, coalesce(reason = $2, false) as already, count(*) as n
@@ -48,10 +35,8 @@ async def user_stats(pool: Conn, user_id: str) -> list[NetworkStats]:
         Reason.ALREADY_FOLLOWING.value,
     )
     acc: dict[str, dict[str, int]] = {n.value: {} for n in Network}
-    for r in audience:
-        acc[r["network"]].update(
-            followings_matched=r["matched"], followers_on_network=r["followers"]
-        )
+    for network, counts in seen.items():
+        acc[network].update(counts)
     for r in ledger_rows:
         state = "already_followed" if r["already"] else r["state"]
         state = "done" if state == "requested" else state  # awaiting approval: we did our part

@@ -10,7 +10,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from nats.js import JetStreamContext
 
-from hqx import erasure, subjects
+from hqx import audience, erasure, subjects
 from hqx.consumer import Delivery
 from hqx.db import is_erased, user_hash
 from hqx.errors import Reason
@@ -70,6 +70,7 @@ async def handle_migration_completed(
         keep = list(row["auto_reconnect"])
         kinds: dict[str, int] = {}
         if not keep:
+            await audience.keep(conn, user)  # "your people" still reads right afterwards
             status = await conn.execute("delete from graph_edges where user_id = $1", user)
             kinds["graph_edges"] = int(status.split()[-1])
         status = await conn.execute(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nats.js.errors import NotFoundError
 
-from hqx import db, subjects
+from hqx import audience, db, subjects
 from hqx.messages import FollowDone, FollowResult, UserEraseRequested
 from hqx.messages.follow import FollowState
 from hqx.service import Service
@@ -90,6 +90,16 @@ async def test_last_follow_done_completes_and_purges_graph_and_tokens(
     for u in (me, other):
         await world.seed_postgres(purger.pool, u)
     clock.advance(hours=2)  # Mastodon was linked long ago and matched nobody
+    friend = await purger.pool.fetchval(
+        "select target_x_id from follow_ledger where user_id = $1 and state = 'done'", me
+    )
+    await purger.pool.execute(
+        "insert into directory (x_account_id, network, account, user_id)"
+        " values ($1, 'bluesky', 'did:plc:friend', $2)",
+        friend, other,
+    )  # fmt: skip
+    people = {"bluesky": {"followings_matched": 1, "followers_on_network": 0}}
+    assert await audience.measure(purger.pool, me) == people
     done = await last_batch_done(purger, me)
     await purger.publish(subjects.follow_done(Network.BLUESKY, me), done)
     await purger.publish(subjects.follow_done(Network.BLUESKY, me), done)  # redelivered / twice
@@ -120,6 +130,7 @@ async def test_last_follow_done_completes_and_purges_graph_and_tokens(
         ("migration_completed", "graph_edges", 5),
         ("migration_completed", "tokens", 2),
     ]
+    assert await audience.measure(purger.pool, me) == people  # "your people" still reads right
 
 
 async def test_not_complete_while_a_linked_network_may_still_be_matched(
