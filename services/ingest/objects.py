@@ -3,13 +3,19 @@
 An ephemeral pull consumer on the object's chunk subject fetches a few chunks at a time, so
 memory stays bounded however large the archive; the SHA-256 of the object's metadata is checked
 once the last chunk has been read. `sync_chunks` hands the chunks to the parser's thread.
+
+The consumer is deleted as soon as the object is read: left to expire, they pile up (one per
+archive for `inactive_threshold`) until the server refuses new ones (seen in the ingest bench:
+`maximum consumers limit reached` after ~1,000 archives in two minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
+import uuid
 from collections.abc import Iterator
 
 from nats.js import JetStreamContext
@@ -19,6 +25,8 @@ from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, OBJ_DIGEST_TYPE, OBJ_S
 
 from hqx.errors import ArchiveRejectedError, Reason
 from hqx.subjects import ARCHIVE_BUCKET
+
+_STREAM = OBJ_STREAM_TEMPLATE.format(bucket=ARCHIVE_BUCKET)
 
 
 class DigestMismatchError(Exception):
@@ -35,6 +43,7 @@ class ObjectChunks:
         self._sha = hashlib.sha256()
         self._received = 0
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._consumer = ""
         self._done = info.size == 0
 
     @classmethod
@@ -52,15 +61,21 @@ class ObjectChunks:
         if self._done:
             return []
         if self._sub is None:
-            self._sub = await self._js.pull_subscribe(
-                OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=ARCHIVE_BUCKET, obj=self.info.nuid),
-                stream=OBJ_STREAM_TEMPLATE.format(bucket=ARCHIVE_BUCKET),
-                config=ConsumerConfig(
+            self._consumer = f"ingest-read-{uuid.uuid4().hex}"
+            await self._js.add_consumer(
+                _STREAM,
+                ConsumerConfig(
+                    name=self._consumer,
+                    filter_subject=OBJ_CHUNKS_PRE_TEMPLATE.format(
+                        bucket=ARCHIVE_BUCKET, obj=self.info.nuid
+                    ),
                     ack_policy=AckPolicy.NONE,
                     deliver_policy=DeliverPolicy.ALL,
-                    inactive_threshold=120.0,
+                    inactive_threshold=60.0,  # only if we could not delete it (process killed)
                 ),
-                pending_bytes_limit=64 * 1024 * 1024,
+            )
+            self._sub = await self._js.pull_subscribe_bind(
+                stream=_STREAM, name=self._consumer, pending_bytes_limit=64 * 1024 * 1024
             )
         msgs = await self._sub.fetch(self._batch, timeout=30)
         out = []
@@ -84,6 +99,8 @@ class ObjectChunks:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(_STREAM, self._consumer)
 
 
 def sync_chunks(

@@ -16,7 +16,7 @@ from hqx import db, subjects
 from hqx.messages import ArchiveRejected, ArchiveUnpacked, ArchiveUploaded, GraphIngested
 from hqx.service import Service
 from hqx.settings import ServiceSettings
-from hqx.subjects import Stream
+from hqx.subjects import ARCHIVE_BUCKET, Stream
 from services.ingest.app import create
 from services.ingest.settings import Settings
 from tests.eventually import drained, eventually
@@ -88,6 +88,8 @@ async def test_archive_becomes_graph_and_events(
     assert (str(user["x_account_id"]), user["x_username"]) == (spec.owner_id, spec.username)
     unpacked = await eventually(lambda: events_of(ingest, subjects.archive_unpacked(user_id)))
     assert ArchiveUnpacked.model_validate_json(unpacked[0]).object_name == msg.object_name
+    objects = await ingest.js.stream_info(f"OBJ_{ARCHIVE_BUCKET}")
+    assert objects.state.consumer_count == 0  # the reader's consumer is gone, not left to expire
     read, inflated = bytes_counted()
     assert read - read_before == len(data)  # the dashboards' bytes read and inflated
     assert 800 * 100 < inflated - inflated_before < len(data) * 20
