@@ -81,6 +81,18 @@ async def is_erased(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> bo
     )
 
 
+async def lock_graph(conn: asyncpg.Connection, user_id: str) -> None:
+    """Serialize writers and erasers of one person's graph for the current transaction.
+
+    graph_edges has no foreign key to users (checking it row by row tripled the COPY of a large
+    graph, 0009): ingest takes this lock before writing edges and erasure before deleting
+    them, so an erase waits for an ingest in flight and then deletes what it wrote.
+    """
+    await conn.execute(
+        "select pg_advisory_xact_lock(hashtextextended('hqx-graph|' || $1, 0))", user_id
+    )
+
+
 def user_hash(user_id: str) -> str:
     """A one-way tag for an erased user id: lets us refuse late messages without keeping it."""
     return hashlib.sha256(f"hqx-erased|{user_id}".encode()).hexdigest()

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from hqx.db import user_hash
+from hqx.db import lock_graph, user_hash
 from hqx.subjects import Stream, check_user_id, user_filters
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ async def delete_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("select pg_advisory_xact_lock(hashtext($1))", user_hash(user_id))
+        await lock_graph(conn, user_id)  # an ingest in flight finishes first, then goes too
         pending = [c for c in await user_columns(conn) if c.table != "users"]
         for _ in range(len(pending) + 1):
             deferred = []

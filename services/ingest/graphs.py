@@ -70,9 +70,7 @@ async def store(
     """
     owner = int(parsed.owner.account_id)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "select pg_advisory_xact_lock(hashtextextended('hqx-ingest|' || $1, 0))", user_id
-        )
+        await db.lock_graph(conn, user_id)
         if await db.is_erased(conn, user_id):
             return Stored("erased")
         row = await conn.fetchrow(

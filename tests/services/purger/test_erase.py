@@ -3,12 +3,13 @@ the person afterwards, other people's data is intact, and nothing comes back."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
 import pytest
 
-from hqx import db, subjects
+from hqx import db, erasure, subjects
 from hqx.messages import DataPurged, GraphIngested, IdentityLinked, UserEraseRequested
 from hqx.service import Service
 from hqx.subjects import Network, Stream
@@ -128,9 +129,11 @@ async def test_nothing_comes_back_after_erase(purger: Service, settle: float) ->
     # First pass done; the settle pass has not run yet. In-flight work lands now:
     with pytest.raises(asyncpg.RaiseError, match="user was erased"):
         await purger.pool.execute("insert into users (id) values ($1)", me)
-    with pytest.raises(asyncpg.ForeignKeyViolationError):
+    with pytest.raises(asyncpg.ForeignKeyViolationError):  # (graph_edges: see hqx.db.lock_graph)
         await purger.pool.execute(
-            "insert into graph_edges (user_id, direction, x_account_id) values ($1, 1, 5)", me
+            "insert into follow_ledger (user_id, network, target_x_id, target, state)"
+            " values ($1, 'bluesky', 5, 'did:plc:late', 'planned')",
+            me,
         )
     await purger.publish(
         subjects.graph_ingested(me),
@@ -192,3 +195,27 @@ async def test_two_replicas_share_the_work_and_count_once(
             assert edges == 5
     finally:
         await second.stop()
+
+
+async def test_an_erase_waits_for_an_ingest_in_flight_and_deletes_what_it_wrote(
+    purger: Service,
+) -> None:
+    """graph_edges has no foreign key (COPY speed): the graph lock orders ingest and erasure."""
+    me = new_user()
+    async with purger.pool.acquire() as ingest:
+        tx = ingest.transaction()
+        await tx.start()
+        await db.lock_graph(ingest, me)  # what services.ingest.graphs.store does first
+        await ingest.execute("insert into users (id) values ($1)", me)
+        await ingest.copy_records_to_table(
+            "graph_edges", records=[(me, 2, x) for x in range(1, 1001)],
+            columns=["user_id", "direction", "x_account_id"],
+        )  # fmt: skip
+        eraser = asyncio.create_task(erasure.delete_rows(purger.pool, me))
+        await asyncio.sleep(0.3)
+        assert not eraser.done()  # waiting for the ingest to commit
+        await tx.commit()
+        counts = await asyncio.wait_for(eraser, 10)
+    assert counts.get("graph_edges") == 1000
+    left = await purger.pool.fetchval("select count(*) from graph_edges where user_id = $1", me)
+    assert left == 0
