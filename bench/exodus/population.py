@@ -26,6 +26,8 @@ from functools import cached_property
 
 import numpy as np
 
+from tests.factories.archives import graph_lines
+
 DAY_S = 86_400.0
 HOSTILE_KINDS = ("not_a_zip", "truncated", "path_traversal", "zip_bomb", "malformed_js")
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -204,11 +206,9 @@ def _ytd(kind: str, part: int, records: list[dict[str, object]]) -> bytes:
     return f"window.YTD.{kind}.part{part} = {body}".encode()
 
 
-def _edges(key: str, ids: np.ndarray) -> list[dict[str, object]]:
-    return [
-        {key: {"accountId": str(x), "userLink": f"https://twitter.com/intent/user?user_id={x}"}}
-        for x in ids.tolist()
-    ]
+def _graph_part(kind: str, part: int, ids: np.ndarray) -> bytes:
+    """A follower/following part exactly as X pretty-prints it (` : `, two-space indent)."""
+    return "".join(graph_lines(kind, part, ids.tolist())).encode()
 
 
 def x_archive(p: Person, followings: np.ndarray, followers: np.ndarray) -> bytes:
@@ -221,7 +221,7 @@ def x_archive(p: Person, followings: np.ndarray, followers: np.ndarray) -> bytes
         for n, start in enumerate(range(0, max(len(ids), 1), part)):
             chunk = ids[start : start + part]
             name = f"data/{kind}{'' if n == 0 else f'-part{n}'}.js"
-            files[name] = _ytd(kind, n, _edges(kind, chunk))
+            files[name] = _graph_part(kind, n, chunk)
             entries.append(
                 {"fileName": name, "globalName": f"YTD.{kind}.part{n}", "count": str(len(chunk))}
             )
