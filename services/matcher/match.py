@@ -14,7 +14,8 @@ sees the other's commit, and the pair is planned whatever the order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TypeAlias
 
 import asyncpg
@@ -55,6 +56,9 @@ async def matched_followings(conn: Conn, user_id: str, network: Network) -> list
 
     NOTE: LATERAL ... OFFSET 0 (never flattened) keeps one index lookup per following; the
     planner otherwise picks a hash join over the whole directory for a mid-sized graph.
+    The entries are locked (key share) until the caller's transaction ends, as a foreign key
+    would: an erase or unlink deleting one waits, then its trigger cancels what was planned
+    here, and an entry deleted first is not returned. Without it a plan could outlive it.
     """
     rows = await conn.fetch(
         """
@@ -62,7 +66,7 @@ async def matched_followings(conn: Conn, user_id: str, network: Network) -> list
           from graph_edges e
          cross join lateral (
                select x_account_id, account, user_id from directory
-                where x_account_id = e.x_account_id and network = $2 offset 0) d
+                where x_account_id = e.x_account_id and network = $2 offset 0 for key share) d
          where e.user_id = $1 and e.direction = 1 and d.user_id <> $1
          order by d.x_account_id
         """,
@@ -101,11 +105,23 @@ async def forward(
     """
     planned: dict[Network, int] = {}
     for network in networks:
-        if prune_stale:
-            await prune(conn, user_id, network)
-        targets = await matched_followings(conn, user_id, network)
-        planned[network] = await ledger.plan(conn, user_id, network, targets, origin=origin)
+        async with _transaction(conn) as tx:
+            if prune_stale:
+                await prune(tx, user_id, network)
+            targets = await matched_followings(tx, user_id, network)
+            planned[network] = await ledger.plan(tx, user_id, network, targets, origin=origin)
     return planned
+
+
+@asynccontextmanager
+async def _transaction(conn: Conn) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on `conn`, or on a connection of it when it is a pool."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c, c.transaction():
+            yield c
+    else:
+        async with conn.transaction():
+            yield conn
 
 
 async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], int]:
