@@ -82,7 +82,7 @@ Scan = Callable[..., int]
 
 @cache
 def _native() -> Scan | None:
-    if os.environ.get("HQX_INGEST_PURE_PYTHON") or not LIBRARY.exists():
+    if not LIBRARY.exists():
         log.warning("ingest reads archives without %s: slower (make install builds it)", LIBRARY)
         return None
     fn = ctypes.CDLL(str(LIBRARY)).hqx_scan_records
