@@ -12,9 +12,8 @@ from typing import TypeAlias
 import asyncpg
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
-Audience: TypeAlias = dict[
-    str, dict[str, int]
-]  # network -> followings_matched, followers_on_network
+# network -> {"followings_matched": n, "followers_on_network": n}
+Audience: TypeAlias = dict[str, dict[str, int]]
 
 
 async def measure(conn: Conn, user_id: str) -> Audience:

@@ -79,6 +79,6 @@ async def report_allowed_rate(
             metrics.FOLLOWS_ALLOWED_PER_MINUTE.labels(service, network).set(
                 n * per_account_per_minute
             )
-        except (OSError, asyncpg.PostgresError):
+        except Exception:  # retried at the next tick; the gauge keeps its last value
             logging.getLogger(__name__).warning("allowed rate not updated", exc_info=True)
         await asyncio.sleep(every_s)
