@@ -14,8 +14,7 @@ sees the other's commit, and the pair is planned whatever the order.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import TypeAlias
 
 import asyncpg
@@ -92,7 +91,7 @@ async def prune(conn: Conn, user_id: str, network: Network) -> int:
 
 
 async def forward(
-    conn: Conn,
+    conn: asyncpg.Connection,
     user_id: str,
     networks: Sequence[Network],
     *,
@@ -105,23 +104,12 @@ async def forward(
     """
     planned: dict[Network, int] = {}
     for network in networks:
-        async with _transaction(conn) as tx:
+        async with conn.transaction():  # holds matched_followings' locks until planned
             if prune_stale:
-                await prune(tx, user_id, network)
-            targets = await matched_followings(tx, user_id, network)
-            planned[network] = await ledger.plan(tx, user_id, network, targets, origin=origin)
+                await prune(conn, user_id, network)
+            targets = await matched_followings(conn, user_id, network)
+            planned[network] = await ledger.plan(conn, user_id, network, targets, origin=origin)
     return planned
-
-
-@asynccontextmanager
-async def _transaction(conn: Conn) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction on `conn`, or on a connection of it when it is a pool."""
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as c, c.transaction():
-            yield c
-    else:
-        async with conn.transaction():
-            yield conn
 
 
 async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], int]:
