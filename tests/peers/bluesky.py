@@ -29,10 +29,6 @@ PEER_DIR = Path(
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
 
-def free_ports(n: int) -> list[int]:
-    return [free_port() for _ in range(n)]
-
-
 def random_did() -> str:
     """A well-formed did:plc nobody owns: the PDS accepts any well-formed follow subject."""
     return "did:plc:" + "".join(secrets.choice(_B32) for _ in range(24))
@@ -52,7 +48,7 @@ def _run(script: str, env: dict[str, str], timeout: float) -> subprocess.Complet
 def _start(run_dir: Path, *, rate_limits: bool) -> tuple[dict[str, Any], dict[str, str]]:
     install = _run("install.sh", dict(os.environ), 900)
     assert install.returncode == 0, f"PDS install failed:\n{install.stdout}\n{install.stderr}"
-    pds, plc, appview = free_ports(3)
+    pds, plc, appview = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "BSKY_RUN_DIR": str(run_dir),

@@ -8,10 +8,11 @@ from atproto_client.models.common import XrpcError
 from atproto_client.request import Response
 from pydantic import SecretStr
 
+from hqx.embedded import free_port
 from hqx.messages import FollowTarget
 from services.bluesky_adapter import client
 from services.bluesky_adapter.follows import Create
-from tests.peers.bluesky import free_ports, random_did
+from tests.peers.bluesky import random_did
 
 
 def response(status: int, error: str = "", headers: dict[str, str] | None = None) -> Response:
@@ -71,7 +72,7 @@ def test_429_keeps_the_headers() -> None:
 
 
 async def test_unreachable_pds_is_unavailable() -> None:
-    (port,) = free_ports(1)
+    port = free_port()
     c = client.AccountClient(f"http://127.0.0.1:{port}", SecretStr(_fake_session()))
     try:
         with pytest.raises(client.UnavailableError):

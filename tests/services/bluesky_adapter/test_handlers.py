@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from hqx import db, ledger
 from hqx.crypto import TokenCipher
+from hqx.embedded import free_port
 from hqx.messages import FollowRequested, Message
 from hqx.outcomes import Done, RetryLater, Skipped
 from hqx.ratelimit import RateLimiter
@@ -21,7 +22,6 @@ from hqx.subjects import Network
 from services.bluesky_adapter import identity
 from services.bluesky_adapter.handlers import handle_follow_requested
 from services.bluesky_adapter.run import Deps
-from tests.peers.bluesky import free_ports
 from tests.services.bluesky_adapter.conftest import (
     adapter_settings,
     follow_counts,
@@ -93,7 +93,7 @@ async def test_unreachable_pds_retries_later_with_backoff_and_loses_nothing(
     deps: Deps, pool: asyncpg.Pool, settings: ServiceSettings, bsky_pds: dict[str, Any]
 ) -> None:
     user, _ = await link(pool, settings, bsky_pds, bsky_pds["accounts"][10])
-    (port,) = free_ports(1)
+    port = free_port()
     dead = f"http://127.0.0.1:{port}"
     await pool.execute("update identities set instance = $2 where user_id = $1", user, dead)
     # The SDK keeps the PDS endpoint inside the session too: point both at the dead port.

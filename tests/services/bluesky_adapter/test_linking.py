@@ -8,10 +8,10 @@ import asyncpg
 import pytest
 
 from hqx.crypto import TokenCipher
+from hqx.embedded import free_port
 from hqx.settings import ServiceSettings
 from services.bluesky_adapter import identity
 from services.bluesky_adapter.linking import LinkError, link_app_password
-from tests.peers.bluesky import free_ports
 from tests.services.bluesky_adapter.conftest import new_user
 
 
@@ -46,7 +46,7 @@ async def test_wrong_password_and_unreachable_pds_have_clear_codes(
             pool, cipher, user, "bob.test", "nope-nope-nope-nope", bsky_pds["pdsUrl"]
         )
     assert e.value.code == "invalid_credentials"
-    (port,) = free_ports(1)
+    port = free_port()
     with pytest.raises(LinkError) as e:
         await link_app_password(pool, cipher, user, "bob.test", "x", f"http://127.0.0.1:{port}")
     assert e.value.code == "network_unavailable"
