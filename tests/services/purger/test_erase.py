@@ -212,10 +212,18 @@ async def test_an_erase_waits_for_an_ingest_in_flight_and_deletes_what_it_wrote(
             columns=["user_id", "direction", "x_account_id"],
         )  # fmt: skip
         eraser = asyncio.create_task(erasure.delete_rows(purger.pool, me))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: waiting_for_an_advisory_lock(purger.pool))
         assert not eraser.done()  # waiting for the ingest to commit
         await tx.commit()
         counts = await asyncio.wait_for(eraser, 10)
     assert counts.get("graph_edges") == 1000
     left = await purger.pool.fetchval("select count(*) from graph_edges where user_id = $1", me)
     assert left == 0
+
+
+async def waiting_for_an_advisory_lock(pool: asyncpg.Pool) -> bool:
+    return bool(
+        await pool.fetchval(
+            "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+        )
+    )
