@@ -1,7 +1,7 @@
 /* The fast path of services/ingest/ytd.py in C: canonical follower/following records.
  *
  * X pretty-prints every record as  P <id> Q <id> R  where P, Q and R are fixed for a kind and a
- * line ending (see _Shape in ytd.py) and both ids are the same decimal string. This reads such
+ * line ending (see Shape in fastpath.py) and both ids are the same decimal string. This reads such
  * records from the start of `buf` until the first byte that differs from that shape, writing
  * each id to `out`; whatever stops it is left to the Python slow path, which parses it as JSON
  * and says precisely what is wrong. Plain C (no Python API), loaded with ctypes.
