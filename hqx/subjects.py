@@ -257,6 +257,10 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
         ack_wait_s=120.0,
         max_ack_pending=2000,
     ),
+    # NOTE: two purger durables. Deletions promised by a deadline (the raw archive, an erase)
+    # must never queue behind the completion projection, which gets one `follow.done` per
+    # batch: on exodus day those arrive hundreds per second and a single durable fell tens of
+    # thousands of messages behind, erasures and archive deletions with it.
     ConsumerSpec(
         "purger",
         _durable("purger", "lifecycle"),
@@ -266,9 +270,14 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
             _s("archive", "rejected", "*"),
             _s("migration", "completed", "*"),
             _s("user", "erase", "*"),
-            # NOTE: the purger projects the follow ledger: nothing planned left -> completed.
-            _s("follow", "done", "*", "*"),
         ),
+    ),
+    ConsumerSpec(
+        "purger",
+        _durable("purger", "follow-done"),
+        Stream.EVENTS,
+        # The purger projects the follow ledger: nothing planned left -> migration.completed.
+        (_s("follow", "done", "*", "*"),),
     ),
 )
 

@@ -97,6 +97,8 @@ class Verdict:
     dlq_unexpected: list[tuple[str, str, str]] = field(default_factory=list)
     hostile: int = 0
     by_network: dict[str, tuple[int, int]] = field(default_factory=dict)  # required, made
+    # (ratio to min + floor, user, network, forward follows, latency, minimum): the slowest
+    slowest: list[tuple[float, str, str, int, float, float]] = field(default_factory=list)
 
     @property
     def made_over_allowed(self) -> float:
@@ -150,7 +152,7 @@ def verify(
     v.violations.update(f"mastodon:{x.limit}" for x in nets.mastodon.violations)
 
     required: set[tuple[str, str, str]] = set()
-    rows: list[tuple[float, float, float]] = []  # start, latency, min
+    rows: list[tuple[float, float, float, str, str, int]] = []  # start, latency, min, who
     for p in pop.people:
         if p.hostile:
             v.hostile += 1
@@ -179,7 +181,8 @@ def verify(
             r, m = v.by_network.get(net, (0, 0))
             v.by_network[net] = (r + len(targets), m + got)
             if n_forward:
-                rows.append((start, forward_last - start, limit_min(net, n_forward, start, factor)))
+                m = limit_min(net, n_forward, start, factor)
+                rows.append((start, forward_last - start, m, p.user_id, net, n_forward))
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
     v.lost = sorted(k for k in required if k not in made)
@@ -200,14 +203,16 @@ def verify(
     # Latency vs what the limits allow, above the pipeline's own floor (the unloaded latency
     # of the first arrivals, whose follows the limits do not delay), both measured here.
     rows.sort()
-    early = [lat for _, lat, m in rows[: max(5, len(rows) // 10)] if m == 0]
+    early = [r[1] for r in rows[: max(5, len(rows) // 10)] if r[2] == 0]
     v.floor_s = statistics.median(early) if early else min((r[1] for r in rows), default=0.0)
-    for _, lat, m in rows:
+    for _, lat, m, user, net, n in rows:
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
+        v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
             v.bound_ratios.append(lat / m)
+    v.slowest = sorted(v.slowest, reverse=True)[:30]
 
     objects = leftovers.get("objects") or []
     v.objects_left = len(objects)  # type: ignore[arg-type]

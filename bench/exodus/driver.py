@@ -32,7 +32,7 @@ from bench.exodus.orchestra import Orchestra
 from bench.exodus.population import Person, Population
 from bench.exodus.sim_bluesky import BlueskySim
 from bench.exodus.sim_mastodon import MastodonSim
-from hqx import subjects
+from hqx import erasure, subjects
 from hqx.crypto import TokenCipher
 from hqx.messages import (
     ArchiveRejected,
@@ -302,6 +302,8 @@ class Driver:
         await self._publish(subjects.identity_linked(p.user_id), msg, f"link-{p.user_id}-{network}")
 
     async def erase(self, p: Person) -> None:
+        assert self.pool is not None
+        await erasure.tombstone(self.pool, p.user_id)  # as the gateway's DELETE /api/me does
         msg = UserEraseRequested(user_id=p.user_id)
         await self._publish(subjects.user_erase(p.user_id), msg, f"erase-{p.user_id}")
 
@@ -392,6 +394,7 @@ class Driver:
             if lag:
                 self.tl.lag.append({"t": time.time(), **lag})
             self.orchestra.sample_rss()
+            self.orchestra.sample_cpu()
             for key in self.orchestra.revive():
                 self.tl.chaos.append((time.time(), f"{key} exited, restarted"))
             with contextlib.suppress(asyncio.TimeoutError):

@@ -3,7 +3,9 @@
 Servers are the wheels' (`hqx.embedded`) on free ports under the run's data dir (never the
 developer's 4222/6379, never the shared PostgreSQL: the chaos restarts them). Topology and
 schema come from `hqx.stack.Stack.prepare`. Each replica is `python -m services.<name>` in its
-own process group; peak memory is read from `/proc/<pid>/status` (VmHWM) while it runs.
+own process group; peak memory is read from `/proc/<pid>/status` (VmHWM) while it runs, and
+CPU seconds (user + system, with reaped children) of every process tree, servers included, so a
+run says where the machine's cores went.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import redis
 
 from hqx import embedded
@@ -57,6 +60,9 @@ class Orchestra:
     missing: list[str] = field(default_factory=list)
     peak_rss_kb: dict[str, int] = field(default_factory=dict)
     revived: dict[str, int] = field(default_factory=dict)  # replica -> restarts after an exit
+    # (service or server, pid) -> CPU seconds last read: a killed or restarted process keeps
+    # what it used, its successor adds to it.
+    cpu_s: dict[tuple[str, int], float] = field(default_factory=dict)
     # NOTE: kill (in a worker thread) and revive (in the watcher) must not both respawn one
     # replica: the loser's process would be left untracked.
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,6 +91,7 @@ class Orchestra:
 
     def restart_nats(self, down_s: float = 2.0) -> None:
         """Stop NATS (SIGTERM: JetStream flushes) and start it on the same port and store."""
+        self.sample_cpu()
         old = self._server("nats")
         old.stop()
         time.sleep(down_s)
@@ -92,6 +99,7 @@ class Orchestra:
         self.stack.servers[self.stack.servers.index(old)] = new
 
     def restart_postgres(self, down_s: float = 2.0) -> None:
+        self.sample_cpu()
         old = self._server("postgres")
         old.stop()
         time.sleep(down_s)
@@ -166,6 +174,7 @@ class Orchestra:
         with self._lock:
             rep = self.running[key]
             self.sample_rss()
+            self.sample_cpu()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(rep.proc.pid, signal.SIGKILL)
             rep.proc.wait(10)
@@ -177,9 +186,27 @@ class Orchestra:
             rep.peak_rss_kb = max(rep.peak_rss_kb, kb)
             self.peak_rss_kb[rep.service] = max(self.peak_rss_kb.get(rep.service, 0), kb)
 
+    def sample_cpu(self) -> None:
+        trees = [(rep.service, rep.proc.pid) for rep in self.running.values()]
+        for server in self.stack.servers:
+            pid = server.proc.pid if server.proc else _postmaster_pid(self.data_dir)
+            if pid:
+                trees.append((server.name, pid))
+        for key in trees:
+            used = _tree_cpu_s(key[1])
+            if used:
+                self.cpu_s[key] = max(self.cpu_s.get(key, 0.0), used)
+
+    def cpu_by_process(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (name, _), used in self.cpu_s.items():
+            out[name] = out.get(name, 0.0) + used
+        return out
+
     def stop(self) -> None:
         self._lock.acquire()  # no respawn from here on
         self.sample_rss()
+        self.sample_cpu()
         for rep in self.running.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(rep.proc.pid, signal.SIGTERM)
@@ -202,4 +229,25 @@ def _vm_hwm_kb(pid: int) -> int:
                 return int(line.split()[1])
     except (OSError, ValueError):
         return 0
+    return 0
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process and its descendants (reaped children included)."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in family:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
     return 0

@@ -27,6 +27,9 @@ class RunResult:
     not_ready: list[str]
     wall_s: float
     throughput: dict[str, float] = field(default_factory=dict)  # durable -> acked msgs/s
+    # process (service over its replicas, server, the bench itself) -> CPU seconds of the day
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    cpu_capacity_s: float = 0.0  # the day's wall seconds x the machine's cores
 
 
 def throughput(tl: Timeline) -> dict[str, float]:
@@ -185,6 +188,7 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
                     if one.throughput.get(d)
                 ),
             ]
+    lines += _cpu_table(results)
     for r in results:
         notes = []
         if r.missing_services:
@@ -222,6 +226,33 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
     return "\n".join(lines)
 
 
+def _cpu_table(results: list[RunResult]) -> list[str]:
+    """Where the cores went: each process's CPU seconds as a share of the machine's capacity
+    over the day (wall x cores), and per 1,000 follows made."""
+    last = results[-1].cpu_s
+    names = sorted({n for r in results for n in r.cpu_s}, key=lambda n: -last.get(n, 0.0))
+    if not names:
+        return []
+    lines = [
+        "",
+        "CPU: share of the machine (wall x cores over the day and drain) / seconds per 1,000"
+        " follows made:",
+        "",
+        "| process | " + " | ".join(r.label for r in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    rows = [*names, "total"]
+    for n in rows:
+        cells = []
+        for r in results:
+            used = sum(r.cpu_s.values()) if n == "total" else r.cpu_s.get(n, float("nan"))
+            share = used / r.cpu_capacity_s if r.cpu_capacity_s else float("nan")
+            per_k = used / r.verdict.made_required * 1000 if r.verdict.made_required else math.nan
+            cells.append(f"{_f(share)} / {_f(per_k)}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary(results: list[RunResult]) -> str:
     parts = []
     for r in results:
@@ -252,11 +283,14 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "bound_users": len(r.verdict.bound_ratios),
             "throughput": r.throughput,
             "lost_first": r.verdict.lost[:50],
+            "slowest": r.verdict.slowest,
             "objects_left": r.verdict.objects_left_names,
             "dlq": r.verdict.dlq[:50],
             "chaos": r.timeline.chaos,
             "failures": r.timeline.failures,
             "peak_rss_mb": r.peak_rss_mb,
+            "cpu_s": r.cpu_s,
+            "cpu_capacity_s": r.cpu_capacity_s,
         }
         for r in results
     ]

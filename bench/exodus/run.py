@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -15,6 +16,8 @@ from bench.exodus.driver import Driver, Networks
 from bench.exodus.orchestra import Orchestra
 from bench.exodus.population import DAY_S, Population
 from bench.exodus.report import RunResult, throughput
+
+BENCH_PROCESS = "bench (driver + simulated networks)"
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,12 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
         orch.start_services()
         ready = orch.wait_ready()
         drv = Driver(pop, orch, nets, plan.factor)
+        cpu0, wall0 = time.process_time(), time.time()
         leftovers = asyncio.run(_day(drv, orch, nets, plan))
+        cpu = {BENCH_PROCESS: time.process_time() - cpu0}
+        orch.sample_cpu()
+        cpu |= orch.cpu_by_process()
+        day_wall = time.time() - wall0
         verdict = verify(pop, drv.tl, nets, plan.factor, leftovers)
         orch.sample_rss()
         return RunResult(
@@ -126,6 +134,8 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
             not_ready=[k for k, ok in ready.items() if not ok],
             wall_s=time.monotonic() - started,
             throughput=throughput(drv.tl),
+            cpu_s=cpu,
+            cpu_capacity_s=day_wall * (os.cpu_count() or 1),
         )
     finally:
         with contextlib.suppress(Exception):

@@ -1,9 +1,11 @@
 """purger: deletes personal data on time, deletes everything on request, and proves it.
 
-Consumes (durable `purger-lifecycle`, EVENTS): `archive.unpacked` / `archive.rejected` (delete
-the raw archive), `follow.done.<network>` (project the follow ledger: nothing planned left ->
-publish `migration.completed`), `migration.completed` (delete graph edges and tokens unless the
-person opted in to automatic reconnection), `user.erase` (everything, in every store).
+Consumes, EVENTS, durable `purger-lifecycle`: `archive.unpacked` / `archive.rejected` (delete
+the raw archive), `migration.completed` (delete graph edges and tokens unless the person opted
+in to automatic reconnection), `user.erase` (everything, in every store); durable
+`purger-follow-done`: `follow.done.<network>` (project the follow ledger: nothing planned
+left -> publish `migration.completed`). Two durables, so deletions never wait behind the
+projection's much larger stream of batches.
 A periodic sweep deletes what outlived its limit: raw archives past 24 h, abandoned uploads,
 expired rows (any `expires_at` column).
 Produces: `migration.completed`, `data.purged` (audit: kinds and counts, never content).

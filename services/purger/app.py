@@ -1,4 +1,4 @@
-"""Wiring: the purger's consumer (one durable, dispatch by message type) and its sweep."""
+"""Wiring: the purger's two durables (one dispatcher by message type) and its sweep."""
 
 from __future__ import annotations
 

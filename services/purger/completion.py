@@ -47,6 +47,25 @@ def completion_msg_id(user_id: str, view: LedgerView) -> str:
     return f"migration-completed-{h.hexdigest()[:40]}"
 
 
+async def planned_beyond(conn: asyncpg.Connection | asyncpg.Pool, done: FollowDone) -> bool:
+    """Is anything still planned for this user besides what `done` settles? The common answer
+    on a busy day is yes, and this stops at the first such row (partial index on `planned`)
+    instead of counting the whole ledger."""
+    settled = [int(r.x_account_id) for r in done.results if r.state != FollowState.PLANNED]
+    return bool(
+        await conn.fetchval(
+            """
+            select exists (select 1 from follow_ledger
+                            where user_id = $1 and state = 'planned'
+                              and not (network = $2 and target_x_id = any($3::bigint[])))
+            """,
+            done.user_id,
+            str(done.network),
+            settled,
+        )
+    )
+
+
 async def read_view(
     conn: asyncpg.Connection | asyncpg.Pool, user_id: str, done: FollowDone | None = None
 ) -> LedgerView:

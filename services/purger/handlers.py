@@ -94,6 +94,8 @@ async def handle_follow_done(message: FollowDone, delivery: Delivery, deps: Deps
     """Project the follow ledger: this batch may have been the last one planned."""
     if await is_erased(deps.pool, message.user_id):
         return await _late_for_erased(deps, message.user_id)
+    if await completion.planned_beyond(deps.pool, message):
+        return Skipped(Reason.MIGRATION_IN_PROGRESS)
     if not await announce_if_complete(deps, message.user_id, message):
         return Skipped(Reason.MIGRATION_IN_PROGRESS)
     return Done()

@@ -145,3 +145,22 @@ async def test_topology_is_bounded_and_reused(settings: ServiceSettings) -> None
             assert info.config.ack_wait == c.ack_wait_s
     finally:
         await svc.stop()
+
+
+def test_deletions_never_queue_behind_the_completion_projection() -> None:
+    """The purger's deadline-bound work (erase, raw archive) has its own durable: on exodus day
+    `follow.done` arrives hundreds per second and must not delay an erase behind it."""
+
+    def durable_of(subject: str) -> str:
+        (spec,) = [
+            c
+            for c in subjects.CONSUMERS_BY_SERVICE["purger"]
+            if any(matches(f, subject) for f in c.filter_subjects)
+        ]
+        return spec.durable
+
+    projection = durable_of(subjects.follow_done(Network.BLUESKY, "u1"))
+    assert durable_of(subjects.follow_done(Network.MASTODON, "u1")) == projection
+    deadline_bound = (subjects.user_erase, subjects.archive_unpacked, subjects.archive_rejected)
+    for subject in deadline_bound:
+        assert durable_of(subject("u1")) != projection

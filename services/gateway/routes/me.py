@@ -9,7 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from hqx import subjects
+from hqx import erasure, subjects
 from hqx.errors import Reason
 from hqx.messages import ConsentChanged, UserEraseRequested
 from hqx.subjects import Network
@@ -153,7 +153,13 @@ async def share(user: CurrentUser, svc: SvcDep, t: T) -> dict[str, str]:
 
 @router.delete("", status_code=202)
 async def erase_me(body: EraseIn, request: Request, user: CurrentUser, svc: SvcDep) -> Response:
-    """Erase everything: `user.erase` makes every service delete this person's data."""
+    """Erase everything: `user.erase` makes every service delete this person's data.
+
+    The tombstone is written here, before the request is published, so the erase takes effect
+    at once (every service refuses this person's messages, the adapters stop before their next
+    follow), however far behind the consumers of `user.erase` are on a busy day.
+    """
+    await erasure.tombstone(svc.pool, user)
     writer = ObjectWriter(await svc.archives())
     for row in await svc.pool.fetch(
         "select id, nuid, state from uploads where user_id = $1 and state = 'receiving'", user

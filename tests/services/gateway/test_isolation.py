@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from hqx import db
 from services.gateway.app import create
 from services.gateway.settings import Settings
 from tests.services.gateway.conftest import Gateway
@@ -66,5 +67,8 @@ async def test_export_and_erase_only_touch_the_session_user(gateway: Gateway) ->
         assert r.status_code == 202
         assert (await bob.get("/api/me")).status_code == 401  # signed out everywhere
         assert (await alice.get("/api/me")).json()["user_id"] == a
+    # No purger runs here: the tombstone is the gateway's, so the erase holds at once.
+    assert await db.is_erased(gateway.svc.pool, b)
+    assert not await db.is_erased(gateway.svc.pool, a)
     msgs = await gateway.svc.js.stream_info("EVENTS", subjects_filter="hqx.user.erase.*")
     assert set(msgs.state.subjects or {}) == {f"hqx.user.erase.{b}"}

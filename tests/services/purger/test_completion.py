@@ -14,11 +14,10 @@ from hqx.messages.follow import FollowState
 from hqx.service import Service
 from hqx.subjects import Network, Stream
 from services.purger.completion import LedgerView, completion_msg_id, is_complete
-from tests.eventually import drained, eventually
+from tests.eventually import eventually
 from tests.services.purger import world
 from tests.services.purger.conftest import Clock
 
-SPEC = subjects.CONSUMERS_BY_SERVICE["purger"][0]
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 OLD, RECENT = NOW - timedelta(hours=2), NOW - timedelta(minutes=5)
 
@@ -106,7 +105,7 @@ async def test_last_follow_done_completes_and_purges_graph_and_tokens(
     await eventually(
         lambda: purger.pool.fetchval("select count(*) = 0 from graph_edges where user_id = $1", me)
     )
-    await drained(purger.js, SPEC.stream.value, SPEC.durable)
+    await world.purger_drained(purger.js)
     assert await completions(purger, me) == 1
     tokens = await purger.pool.fetch(
         "select token_cipher, status from identities where user_id = $1", me
@@ -141,7 +140,7 @@ async def test_not_complete_while_a_linked_network_may_still_be_matched(
     await purger.publish(
         subjects.follow_done(Network.BLUESKY, me), await last_batch_done(purger, me)
     )
-    await drained(purger.js, SPEC.stream.value, SPEC.durable)
+    await world.purger_drained(purger.js)
     assert await completions(purger, me) == 0
     assert (
         await purger.pool.fetchval("select count(*) from graph_edges where user_id = $1", me) == 5
@@ -158,7 +157,7 @@ async def test_opted_in_user_keeps_graph_and_that_networks_token(
         subjects.follow_done(Network.BLUESKY, me), await last_batch_done(purger, me)
     )
     await eventually(lambda: completions(purger, me))
-    await drained(purger.js, SPEC.stream.value, SPEC.durable)
+    await world.purger_drained(purger.js)
     assert (
         await purger.pool.fetchval("select count(*) from graph_edges where user_id = $1", me) == 5
     )
@@ -194,10 +193,10 @@ async def test_late_follow_done_for_erased_user_recreates_nothing(
     done = await last_batch_done(purger, me)
     await purger.publish(subjects.user_erase(me), UserEraseRequested(user_id=me))
     await eventually(lambda: db.is_erased(purger.pool, me))
-    await drained(purger.js, SPEC.stream.value, SPEC.durable, timeout=30)
+    await world.purger_drained(purger.js, timeout=30)
     clock.advance(hours=2)
     await purger.publish(subjects.follow_done(Network.BLUESKY, me), done)
-    await drained(purger.js, SPEC.stream.value, SPEC.durable)
+    await world.purger_drained(purger.js)
     assert await completions(purger, me) == 0
     with pytest.raises(NotFoundError):  # the late message itself was purged again
         await purger.js.get_last_msg(Stream.EVENTS.value, subjects.follow_done(Network.BLUESKY, me))

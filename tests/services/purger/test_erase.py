@@ -13,11 +13,9 @@ from hqx import db, erasure, subjects
 from hqx.messages import DataPurged, GraphIngested, IdentityLinked, UserEraseRequested
 from hqx.service import Service
 from hqx.subjects import Network, Stream
-from tests.eventually import drained, eventually
+from tests.eventually import eventually
 from tests.scan import scan
 from tests.services.purger import world
-
-SPEC = subjects.CONSUMERS_BY_SERVICE["purger"][0]
 
 
 def new_user() -> str:
@@ -61,7 +59,7 @@ async def test_erase_leaves_nothing_and_keeps_others(purger: Service) -> None:
         return await scan(purger.pool, purger.redis, purger.js, me) == []
 
     await eventually(nothing_left, timeout=30, interval=0.3)
-    await drained(purger.js, SPEC.stream.value, SPEC.durable)
+    await world.purger_drained(purger.js)
     assert await scan(purger.pool, purger.redis, purger.js, me) == []
     assert await scan(purger.pool, purger.redis, purger.js, f"did:plc:{me}") == []
     assert await db.is_erased(purger.pool, me)
@@ -103,7 +101,7 @@ async def test_erase_twice_concurrently_is_harmless(purger: Service) -> None:
     await world.seed_everything(purger.pool, purger.redis, purger.js, me)
     await erase(purger, me)
     await erase(purger, me)
-    await drained(purger.js, SPEC.stream.value, SPEC.durable, timeout=30)
+    await world.purger_drained(purger.js, timeout=30)
     assert await scan(purger.pool, purger.redis, purger.js, me) == []
     tag = db.user_hash(me)
     edges = await purger.pool.fetchval(
@@ -156,7 +154,7 @@ async def test_nothing_comes_back_after_erase(purger: Service, settle: float) ->
         return await scan(purger.pool, purger.redis, purger.js, me) == []
 
     await eventually(nothing_left, timeout=30, interval=0.3)
-    await drained(purger.js, SPEC.stream.value, SPEC.durable)
+    await world.purger_drained(purger.js)
     assert await scan(purger.pool, purger.redis, purger.js, me) == []
 
 
@@ -186,7 +184,7 @@ async def test_two_replicas_share_the_work_and_count_once(
             await eventually(all_gone, timeout=60, interval=0.5)
         except AssertionError as e:
             raise AssertionError(f"still held after the erase: {left}") from e
-        await drained(purger.js, SPEC.stream.value, SPEC.durable, timeout=30)
+        await world.purger_drained(purger.js, timeout=30)
         for u in users:
             edges = await purger.pool.fetchval(
                 "select sum(count) from purge_audit where user_hash = $1 and kind = 'graph_edges'",

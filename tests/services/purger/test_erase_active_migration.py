@@ -27,9 +27,9 @@ from tests.services.bluesky_adapter.conftest import (
     targets,
 )
 from tests.services.bluesky_adapter.test_kill_restart import Adapter
+from tests.services.purger import world
 
 ADAPTER = subjects.CONSUMERS_BY_SERVICE["bluesky_adapter"][0]
-PURGER = subjects.CONSUMERS_BY_SERVICE["purger"][0]
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ async def test_erase_mid_migration_adapter_killed_and_restarted(
         await eventually(nothing_left, timeout=120, interval=0.5)
     except AssertionError as e:
         raise AssertionError(f"still held after the erase: {left}") from e
-    await drained(purger.js, PURGER.stream.value, PURGER.durable, timeout=60)
+    await world.purger_drained(purger.js, timeout=60)
     assert len(await repo_follows(bsky_pds, did)) == made  # no follow after the erase
     assert await scan(pool, purger.redis, purger.js, user) == []
     assert await scan(pool, purger.redis, purger.js, did) == []

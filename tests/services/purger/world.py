@@ -22,6 +22,7 @@ from hqx.messages import (
 )
 from hqx.settings import DEV_TOKEN_KEY
 from hqx.subjects import ARCHIVE_BUCKET, Network
+from tests.eventually import drained
 
 CIPHER = TokenCipher(DEV_TOKEN_KEY)
 
@@ -157,3 +158,9 @@ async def seed_everything(
     await seed_redis(redis, user_id)
     await seed_streams(js, user_id)
     await seed_objects(js, user_id)
+
+
+async def purger_drained(js: JetStreamContext, timeout: float = 20.0) -> None:
+    """Both purger durables (lifecycle, follow-done) have acked all they matched."""
+    for spec in subjects.CONSUMERS_BY_SERVICE["purger"]:
+        await drained(js, spec.stream.value, spec.durable, timeout=timeout)
