@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from bench import stored
 from hqx import db, embedded, ledger, ratelimit
 from hqx.crypto import TokenCipher
 from hqx.messages import FollowRequested, FollowTarget
@@ -386,14 +387,16 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--factor", type=float, default=1000.0, help="time compression (simulated)")
     p.add_argument("--parts", choices=("all", "throughput", "simulated"), default="all")
+    p.add_argument("--from-results", action="store_true", help="print the stored results only")
     args = p.parse_args()
+    if args.from_results:
+        print(report(stored.load("bluesky")))
+        return 0
     res = asyncio.run(run(args.quick, args.factor, args.parts))
     if args.parts != "all":
         print(json.dumps(res, indent=2))
         return 0
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "bluesky.json").write_text(json.dumps(res, indent=2))
+    stored.save("bluesky", res)
     print(report(res))
     return 0
 

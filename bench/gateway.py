@@ -33,6 +33,7 @@ import asyncpg
 import httpx
 import numpy as np
 
+from bench import stored
 from hqx import embedded
 
 HERE = Path(__file__).parent
@@ -338,11 +339,14 @@ def report(r: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--from-results", action="store_true", help="print the stored results only")
     args = p.parse_args()
+    if args.from_results:
+        print(report(stored.load("gateway")))
+        return 0
     streams, uploads = (200, 100) if args.quick else (1000, 500)
     r = asyncio.run(run(streams, uploads))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "gateway.json").write_text(json.dumps(r, indent=1))
+    stored.save("gateway", r)
     print(report(r))
     return 0 if r["upload_errors"] == 0 else 1
 

@@ -28,9 +28,11 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+from bench import stored
 from hqx import bus, db, embedded, subjects
 from hqx.messages import ArchiveUploaded
 from hqx.settings import ServiceSettings
@@ -276,10 +278,49 @@ async def run_stack(tmp: Path, big: Path, size: int, s: Sizes) -> dict[str, floa
         await conn.close()
 
 
+def report(res: dict[str, Any]) -> str:
+    edges = res["followers"] + res["following"]
+    ratio = res["parse_over_inflate"]
+    scan = res["parse_s"] - res["sort_s"]
+    return "\n".join(
+        [
+            f"## ingest ({res['mode']})",
+            "",
+            f"Archive: {res['followers']:,} followers, {res['following']:,} following, "
+            f"{res['tweets_mb']} MB of tweets; zip {res['archive_mb']:.0f} MB, graph members "
+            f"inflate to {res['inflated'] / 2**20:.0f} MB.",
+            "",
+            "| measure | value | ratio / limit |",
+            "|---|---|---|",
+            f"| inflate graph members (zlib, baseline) | {res['inflate_s']:.2f} s | 1.00 |",
+            f"| parse whole archive (`parse_archive`) | {res['parse_s']:.2f} s | "
+            f"{ratio:.2f}x baseline (target <= 2) |",
+            f"| of which sort + dedupe of the ids (approx.) | {res['sort_s']:.2f} s | "
+            f"parse without it: {scan / res['inflate_s']:.2f}x baseline |",
+            f"| peak RSS, parser process | {res['maxrss_mb']:.0f} MB | limit 300 MB |",
+            f"| end to end: object store -> {res['rows']:,} rows -> graph.ingested | "
+            f"{res['e2e_s']:.2f} s | {edges / res['e2e_s']:,.0f} edges/s |",
+            f"| peak RSS, ingest service process | {res['service_rss_mb']:.0f} MB | limit 300 MB |",
+            f"| {res['small_archives']} small archives, 1 replica | {res['tput_1']:.1f} "
+            "archives/s | 1.00 |",
+            f"| {res['small_archives']} small archives, 2 replicas | {res['tput_2']:.1f} "
+            f"archives/s | {res['replica_ratio']:.2f}x |",
+            "",
+            f"ingest: parse/inflate {ratio:.2f}x (<=2), parser RSS {res['maxrss_mb']:.0f} MB, "
+            f"service RSS {res['service_rss_mb']:.0f} MB (<=300), e2e {res['e2e_s']:.1f} s, "
+            f"2/1 replicas {res['replica_ratio']:.2f}x",
+        ]
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ingest")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--from-results", action="store_true", help="print the stored results only")
     args = p.parse_args()
+    if args.from_results:
+        print(report(stored.load("ingest")))
+        return 0
     s = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="hqx-bench-ingest-") as d:
         tmp = Path(d)
@@ -294,33 +335,8 @@ def main() -> int:
     res = {"mode": "quick" if args.quick else "full", **asdict(s), "archive_mb": size_mb,
            "generate_s": gen_s, **parse, **stack, "parse_over_inflate": ratio,
            "replica_ratio": stack["tput_2"] / stack["tput_1"]}  # fmt: skip
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "ingest.json").write_text(json.dumps(res, indent=2))
-    edges = s.followers + s.following
-    print(f"## ingest ({res['mode']})\n")
-    print(f"Archive: {s.followers:,} followers, {s.following:,} following, {s.tweets_mb} MB of "
-          f"tweets; zip {size_mb:.0f} MB, graph members inflate to "
-          f"{parse['inflated'] / 2**20:.0f} MB.\n")  # fmt: skip
-    print("| measure | value | ratio / limit |\n|---|---|---|")
-    print(f"| inflate graph members (zlib, baseline) | {parse['inflate_s']:.2f} s | 1.00 |")
-    print(f"| parse whole archive (`parse_archive`) | {parse['parse_s']:.2f} s | "
-          f"{ratio:.2f}x baseline (target <= 2) |")  # fmt: skip
-    scan = parse["parse_s"] - parse["sort_s"]
-    print(f"| of which sort + dedupe of the ids (approx.) | {parse['sort_s']:.2f} s | "
-          f"parse without it: {scan / parse['inflate_s']:.2f}x baseline |")  # fmt: skip
-    print(f"| peak RSS, parser process | {parse['maxrss_mb']:.0f} MB | limit 300 MB |")
-    print(f"| end to end: object store -> {stack['rows']:,} rows -> graph.ingested | "
-          f"{stack['e2e_s']:.2f} s | {edges / stack['e2e_s']:,.0f} edges/s |")  # fmt: skip
-    print(f"| peak RSS, ingest service process | {stack['service_rss_mb']:.0f} MB | "
-          "limit 300 MB |")  # fmt: skip
-    print(f"| {s.small_archives} small archives, 1 replica | {stack['tput_1']:.1f} archives/s | "
-          "1.00 |")  # fmt: skip
-    print(f"| {s.small_archives} small archives, 2 replicas | {stack['tput_2']:.1f} archives/s | "
-          f"{res['replica_ratio']:.2f}x |")  # fmt: skip
-    print()
-    print(f"ingest: parse/inflate {ratio:.2f}x (<=2), parser RSS {parse['maxrss_mb']:.0f} MB, "
-          f"service RSS {stack['service_rss_mb']:.0f} MB (<=300), e2e {stack['e2e_s']:.1f} s, "
-          f"2/1 replicas {res['replica_ratio']:.2f}x")  # fmt: skip
+    stored.save("ingest", res)
+    print(report(res))
     return 0
 
 

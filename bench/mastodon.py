@@ -42,6 +42,7 @@ import nats
 import requests
 from mastodon import Mastodon
 
+from bench import stored
 from hqx import db, embedded, ledger
 from hqx.crypto import TokenCipher
 from hqx.messages import FollowRequested, FollowTarget
@@ -355,45 +356,51 @@ def main() -> int:
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--window", type=float, help="seconds one 24 h follow window lasts")
     p.add_argument("--overhead-follows", type=int)
+    p.add_argument("--from-results", action="store_true", help="print the stored results only")
     args = p.parse_args()
     args.accounts = args.accounts or (20 if args.quick else 100)
     args.window = args.window or (150.0 if args.quick else 300.0)
     # NOTE: 120 follows = 240 requests, under one token's 270 per 5 min (300 minus head-room):
     # more would measure the budget's wait, not the adapter.
     args.overhead_follows = args.overhead_follows or 120
-    res = asyncio.run(run(args))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "mastodon.json").write_text(json.dumps(res, indent=2))
+    res = stored.load("mastodon") if args.from_results else asyncio.run(run(args))
+    if not args.from_results:
+        stored.save("mastodon", res)
+    print(report(res))
+    return 0
+
+
+def report(res: dict[str, Any]) -> str:
     lim, ovh = res["limits"], res["overhead"]
     ok = lim["achieved_ratio"] >= 0.95 and lim["violations"] == 0
-    print("## mastodon\n")
-    print(
-        f"Limits: {lim['accounts']} accounts on {lim['instances']} simulated instances, one "
-        f"24 h window compressed to {lim['window_s']:.0f} s (x{lim['compression']:.0f}).\n"
-    )
-    print("| measure | value |\n|---|---|")
-    print(f"| allowed in the window (accounts x {CAP}) | {lim['allowed_in_window']} |")
-    print(f"| made in the window | {lim['made_in_window']} |")
-    print(f"| achieved / allowed | {lim['achieved_ratio']:.3f} (target >= 0.95) |")
-    print(f"| accounts that reached their cap | {lim['accounts_at_cap']} / {lim['accounts']} |")
     mtc = lim["median_s_to_cap"]
-    print(
-        f"| median time to cap in the window | {mtc:.1f} s of {lim['window_s']:.0f} s |"
-        if mtc is not None
-        else "| median time to cap | n/a |"
+    return "\n".join(
+        [
+            "## mastodon",
+            "",
+            f"Limits: {lim['accounts']} accounts on {lim['instances']} simulated instances, one "
+            f"24 h window compressed to {lim['window_s']:.0f} s (x{lim['compression']:.0f}).",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| allowed in the window (accounts x {CAP}) | {lim['allowed_in_window']} |",
+            f"| made in the window | {lim['made_in_window']} |",
+            f"| achieved / allowed | {lim['achieved_ratio']:.3f} (target >= 0.95) |",
+            f"| accounts that reached their cap | {lim['accounts_at_cap']} / {lim['accounts']} |",
+            f"| median time to cap in the window | {mtc:.1f} s of {lim['window_s']:.0f} s |"
+            if mtc is not None
+            else "| median time to cap | n/a |",
+            f"| limit violations (429/422 from the instances) | {lim['violations']} |",
+            f"| adapter s/follow vs direct Mastodon.py (peer, {ovh['follows']} follows) | "
+            f"{ovh['adapter_s_per_follow'] * 1000:.1f} ms vs "
+            f"{ovh['direct_s_per_follow'] * 1000:.1f} ms (overhead "
+            f"{ovh['overhead_s_per_follow'] * 1000:+.1f} ms) |",
+            "",
+            f"mastodon: achieved/allowed {lim['achieved_ratio']:.3f}, violations "
+            f"{lim['violations']}, adapter/direct throughput "
+            f"{ovh['adapter_vs_direct_throughput']:.2f} -> {'OK' if ok else 'BELOW TARGET'}",
+        ]
     )
-    print(f"| limit violations (429/422 from the instances) | {lim['violations']} |")
-    print(
-        f"| adapter s/follow vs direct Mastodon.py (peer, {ovh['follows']} follows) | "
-        f"{ovh['adapter_s_per_follow'] * 1000:.1f} ms vs {ovh['direct_s_per_follow'] * 1000:.1f}"
-        f" ms (overhead {ovh['overhead_s_per_follow'] * 1000:+.1f} ms) |"
-    )
-    print(
-        f"\nmastodon: achieved/allowed {lim['achieved_ratio']:.3f}, violations "
-        f"{lim['violations']}, adapter/direct throughput {ovh['adapter_vs_direct_throughput']:.2f}"
-        f" -> {'OK' if ok else 'BELOW TARGET'}"
-    )
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
+from bench import stored
 from hqx import bus, db, embedded, subjects
 from hqx.messages import GraphIngested, IdentityLinked, IdentityProven
 from hqx.settings import ServiceSettings
@@ -552,10 +553,13 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--keep", action="store_true", help="reuse a database loaded at this size")
     p.add_argument("--exodus-users", type=int, help="override the exodus population")
+    p.add_argument("--from-results", action="store_true", help="print the stored results only")
     args = p.parse_args()
+    if args.from_results:
+        print(report(stored.load("matcher")))
+        return 0
     r = asyncio.run(run(args.quick, args.keep, args.exodus_users))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "matcher.json").write_text(json.dumps(r, indent=1, default=str))
+    stored.save("matcher", r)
     print(report(r))
     return 0
 

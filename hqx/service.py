@@ -58,6 +58,9 @@ class Service:
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             logger=logging.getLogger(f"faststream.{name}"),
+            # faststream's own "Received" / "Processed" line per message (plain text, outside
+            # our JSON logs): debug only. Outcomes are counted in metrics, failures logged.
+            log_level=logging.DEBUG,
         )
         self._consumers: list[ConsumerSpec] = []
         self._on_start: list[Callable[[], Awaitable[None]]] = []

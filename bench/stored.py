@@ -1,0 +1,36 @@
+"""Each benchmark's raw figures, kept in bench/results/<name>.json, and when they were measured.
+
+`python -m bench.<name> --from-results` prints its BENCHMARKS.md section again from that file
+without running (the full-size runs take from minutes to hours).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save(name: str, res: Any) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=2, default=str))
+
+
+def load(name: str) -> Any:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def measured_on(name: str) -> str:
+    """The date the stored figures were committed (a checkout's file times say nothing)."""
+    path = RESULTS / f"{name}.json"
+    out = subprocess.run(
+        ["git", "log", "-1", "--format=%cs", "--", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=RESULTS,
+    ).stdout.strip()
+    return out or "not committed yet"
