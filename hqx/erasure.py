@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from hqx.db import lock_graph, user_hash
-from hqx.subjects import Stream, check_user_id, user_filters
+from hqx.subjects import ARCHIVE_BUCKET, Stream, check_user_id, user_filters
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +403,31 @@ async def purge_object(js: JetStreamContext, obj: StoredObject) -> None:
     if obj.nuid:
         await js.purge_stream(stream, subject=f"$O.{obj.bucket}.C.{obj.nuid}")
     await js.purge_stream(stream, subject=obj.meta_subject)
+
+
+def archive_meta_subject(name: str) -> str:
+    # NOTE: the object store's own encoding of names in meta subjects (nats.py and Go alike).
+    return f"$O.{ARCHIVE_BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+
+async def purge_archive(js: JetStreamContext, name: str) -> int:
+    """Delete one raw archive (chunks and meta, no tombstone left); 0 if it was already gone."""
+    subject = archive_meta_subject(name)
+    try:
+        msg = await js.get_last_msg(_OBJ_PREFIX + ARCHIVE_BUCKET, subject)
+        meta = json.loads(msg.data or b"{}")
+    except NotFoundError:
+        return 0
+    obj = StoredObject(
+        ARCHIVE_BUCKET,
+        name,
+        str(meta.get("nuid", "")),
+        subject,
+        bool(meta.get("deleted")),
+        msg.time,
+    )
+    await purge_object(js, obj)
+    return int(not obj.deleted)
 
 
 async def erase_objects(

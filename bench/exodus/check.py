@@ -79,7 +79,8 @@ class Verdict:
     required: int = 0
     allowed: int = 0
     made_required: int = 0
-    lost: list[tuple[str, str, str]] = field(default_factory=list)
+    lost: list[tuple[str, str, str]] = field(default_factory=list)  # allowed, not made
+    deferred: int = 0  # required, not made, beyond what the limits allowed by the end
     duplicates: int = 0
     redundant_calls: int = 0
     unexpected: int = 0
@@ -177,7 +178,15 @@ def verify(
                     # NOTE: a follow never made counts as made at the end of the run (censored).
                     forward_last = max(forward_last, min(made[key]) if key in made else end)
             got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
-            v.allowed += min(len(targets), limit_capacity(net, start, end, factor))
+            allowed = min(len(targets), limit_capacity(net, start, end, factor))
+            v.allowed += allowed
+            # Not made: lost if the limits allowed more than was made by the end of the run,
+            # otherwise still waiting for a limit window (planned; Mastodon's daily cap).
+            missing = [(p.user_id, net, t.user_id) for t in targets]
+            missing = [k for k in missing if k not in made]
+            short = max(0, allowed - got)
+            v.lost += missing[:short]
+            v.deferred += len(missing) - min(short, len(missing))
             r, m = v.by_network.get(net, (0, 0))
             v.by_network[net] = (r + len(targets), m + got)
             if n_forward:
@@ -185,7 +194,7 @@ def verify(
                 rows.append((start, forward_last - start, m, p.user_id, net, n_forward))
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
-    v.lost = sorted(k for k in required if k not in made)
+    v.lost.sort()
     for key, ts in made.items():
         owner, _, target = key
         if key in required:

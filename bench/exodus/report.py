@@ -52,7 +52,9 @@ def _f(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def plots(results: list[RunResult]) -> list[Path]:
+def plots(results: list[RunResult], prefix: str = "exodus") -> list[Path]:
+    """Lag per stage for each run, and the latency ratio CDF; names start with `prefix`
+    (`exodus`, `exodus-quick`, `exodus-chaos`...) so a quick run never overwrites a full one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,7 +89,7 @@ def plots(results: list[RunResult]) -> list[Path]:
         ax.legend(fontsize=7)
         path = (
             RESULTS
-            / f"exodus-lag-{r.label.replace(' ', '-').replace('(', '').replace(')', '')}.png"
+            / f"{prefix}-lag-{r.label.replace(' ', '-').replace('(', '').replace(')', '')}.png"
         )
         fig.tight_layout()
         fig.savefig(path, dpi=100)
@@ -106,7 +108,7 @@ def plots(results: list[RunResult]) -> list[Path]:
         ax.set_ylabel("share of users x networks")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = RESULTS / "exodus-latency-ratio-cdf.png"
+        path = RESULTS / f"{prefix}-latency-ratio-cdf.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         out.append(path)
@@ -132,7 +134,8 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         lines.append(
             f"| {r.label} | {r.users} | {r.factor:g} | {v.required} | {_f(v.made_over_allowed, 3)}"
             f" ({v.made_required}/{v.allowed}) | {sum(v.violations.values())} | {v.duplicates} |"
-            f" {len(v.lost)} | {v.erased_violations} | {len(v.bound_ratios)} |"
+            f" {len(v.lost)} (+{v.deferred} waiting for a limit window) | {v.erased_violations} |"
+            f" {len(v.bound_ratios)} |"
             f" {_f(pct(v.bound_ratios, 0.99))} | {v.objects_left} | {v.dlq_total}"
             f" ({len(v.dlq_unexpected)}) |"
         )
@@ -260,7 +263,7 @@ def summary(results: list[RunResult]) -> str:
         parts.append(
             f"[{r.label}] made/allowed={_f(v.made_over_allowed, 3)}"
             f" violations={sum(v.violations.values())}"
-            f" dup={v.duplicates} lost={len(v.lost)}"
+            f" dup={v.duplicates} lost={len(v.lost)} deferred={v.deferred}"
             f" p99/min={_f(pct(v.bound_ratios, 0.99))}"
             f" p99/(min+floor)={_f(pct(v.ratios, 0.99))}"
         )
@@ -277,6 +280,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "violations": dict(r.verdict.violations),
             "duplicates": r.verdict.duplicates,
             "lost": len(r.verdict.lost),
+            "deferred": r.verdict.deferred,
             "p50_ratio": pct(r.verdict.ratios, 0.5),
             "p99_ratio": pct(r.verdict.ratios, 0.99),
             "p99_bound_ratio": pct(r.verdict.bound_ratios, 0.99),

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from hqx import db, subjects
+from hqx import db, erasure, subjects
 from hqx.consumer import Delivery
 from hqx.errors import ArchiveRejectedError, Reason
 from hqx.messages import ArchiveRejected, ArchiveUnpacked, ArchiveUploaded, GraphIngested, Message
@@ -34,8 +34,12 @@ def msg_id(msg: ArchiveUploaded, what: str) -> str:
 
 
 async def handle_archive_uploaded(msg: ArchiveUploaded, delivery: Delivery, deps: Deps) -> Outcome:
-    """Erased user: skipped. Redelivery: the same events again (deduplicated), no new graph."""
+    """Erased user: the archive is deleted, nothing read. Redelivery: the same events again
+    (deduplicated), no new graph."""
     if await db.is_erased(deps.svc.pool, msg.user_id):
+        # An upload that finished as its owner was erased: nothing else would delete it before
+        # the 24 h sweep (no `archive.unpacked` follows for an erased person).
+        await erasure.purge_archive(deps.svc.js, msg.object_name)
         events.upload_skipped(msg.user_id, "user_erased")
         return Skipped("user_erased")
     started = time.perf_counter()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from hqx import erasure
 from hqx.subjects import ARCHIVE_BUCKET, USER_ID_RE
@@ -56,28 +53,3 @@ async def list_chunks(js: JetStreamContext) -> list[Chunks]:
         if last.time is not None:
             out.append(Chunks(subject.removeprefix(prefix), subject, last.time))
     return out
-
-
-def meta_subject(name: str) -> str:
-    # NOTE: the object store's own encoding of names in meta subjects (nats.py and Go alike).
-    return f"$O.{ARCHIVE_BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
-
-
-async def purge_object_named(js: JetStreamContext, name: str) -> int:
-    """Delete one archive (chunks and meta, no tombstone left); 0 if it was already gone."""
-    subject = meta_subject(name)
-    try:
-        msg = await js.get_last_msg(STREAM, subject)
-        meta = json.loads(msg.data or b"{}")
-    except NotFoundError:
-        return 0
-    obj = erasure.StoredObject(
-        ARCHIVE_BUCKET,
-        name,
-        str(meta.get("nuid", "")),
-        subject,
-        bool(meta.get("deleted")),
-        msg.time,
-    )
-    await erasure.purge_object(js, obj)
-    return int(not obj.deleted)

@@ -22,7 +22,7 @@ from hqx.messages import (
     UserEraseRequested,
 )
 from hqx.outcomes import Done, Outcome, RetryLater, Skipped
-from services.purger import archives, audit, completion, events
+from services.purger import audit, completion, events
 from services.purger.settings import Settings
 
 
@@ -40,7 +40,7 @@ async def handle_archive_done(
     message: ArchiveUnpacked | ArchiveRejected, delivery: Delivery, deps: Deps
 ) -> Outcome:
     """Ingest is done with the raw archive (graph stored, or archive refused): delete it now."""
-    n = await archives.purge_object_named(deps.js, message.object_name)
+    n = await erasure.purge_archive(deps.js, message.object_name)
     if await is_erased(deps.pool, message.user_id):
         return await _late_for_erased(deps, message.user_id)
     if not n:

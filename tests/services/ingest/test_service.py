@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from hqx import db, subjects
+from hqx import db, erasure, subjects
 from hqx.messages import ArchiveRejected, ArchiveUnpacked, ArchiveUploaded, GraphIngested
 from hqx.service import Service
 from hqx.settings import ServiceSettings
@@ -172,12 +172,16 @@ async def test_owner_mismatch_with_proven_id(
     assert await pool.fetchval("select count(*) from graph_edges where user_id = $1", user_id) == 0
 
 
-async def test_erased_user_is_skipped(ingest: Service, pool: asyncpg.Pool, user_id: str) -> None:
+async def test_erased_user_is_skipped_and_the_archive_deleted(
+    ingest: Service, pool: asyncpg.Pool, user_id: str
+) -> None:
     await pool.execute("insert into erased_users (user_hash) values ($1)", db.user_hash(user_id))
-    await upload(ingest, user_id, build_archive(ArchiveSpec(following=[1], follower=[2])))
+    msg = await upload(ingest, user_id, build_archive(ArchiveSpec(following=[1], follower=[2])))
     await drained(ingest.js, SPEC.stream.value, SPEC.durable)
     assert await pool.fetchval("select count(*) from users where id = $1", user_id) == 0
     assert await events_of(ingest, subjects.graph_ingested(user_id)) == []
+    # An upload that lands after its owner's erase is not left for the 24 h sweep.
+    assert await erasure.purge_archive(ingest.js, msg.object_name) == 0
 
 
 async def test_owner_mismatch_with_id_proven_earlier(
