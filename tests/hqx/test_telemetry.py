@@ -117,7 +117,11 @@ async def chain(settings: ServiceSettings) -> AsyncIterator[dict[str, Service]]:
 
         return handle
 
-    async def purger(msg: ArchiveUnpacked | MigrationCompleted, _: Delivery) -> Outcome:
+    async def purger(
+        msg: ArchiveUnpacked | MigrationCompleted | FollowDone, _: Delivery
+    ) -> Outcome:
+        if isinstance(msg, FollowDone):
+            return Done()  # the real purger projects the follow ledger here
         trigger = "archive_unpacked" if isinstance(msg, ArchiveUnpacked) else "migration_completed"
         await svcs["purger"].publish(
             subjects.data_purged(msg.user_id),
@@ -133,7 +137,10 @@ async def chain(settings: ServiceSettings) -> AsyncIterator[dict[str, Service]]:
     svcs["mastodon_adapter"].consume(
         spec("mastodon_adapter"), (FollowRequested,), adapter("mastodon_adapter")
     )
-    svcs["purger"].consume(spec("purger"), (ArchiveUnpacked, MigrationCompleted), purger)
+    for purger_spec in subjects.CONSUMERS_BY_SERVICE["purger"]:  # lifecycle and follow-done
+        svcs["purger"].consume(
+            purger_spec, (ArchiveUnpacked, MigrationCompleted, FollowDone), purger
+        )
     for s in svcs.values():
         await s.start()
     yield svcs
