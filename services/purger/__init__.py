@@ -9,5 +9,6 @@ projection's much larger stream of batches.
 A periodic sweep deletes what outlived its limit: raw archives past 24 h, abandoned uploads,
 expired rows (any `expires_at` column).
 Produces: `migration.completed`, `data.purged` (audit: kinds and counts, never content).
-Owns: the `purge_audit` rows (user tags, never user ids) and the erase tombstones.
+Owns: the `purge_audit` rows (user tags, never user ids) and the erase tombstones (the gateway
+also writes one when the person asks, so the erase holds before this service gets to it).
 """
