@@ -36,7 +36,6 @@ import numpy as np
 from bench import stored
 from hqx import embedded
 
-HERE = Path(__file__).parent
 DB_NAME = "hqx_bench_gateway"
 
 

@@ -40,7 +40,6 @@ from services.matcher import dispatch, plans
 BSKY = Network.BLUESKY
 XB = 10**12  # X id of identity i is XB + i
 DB_NAME = "hqx_bench_matcher"
-HERE = Path(__file__).parent
 
 
 @dataclass(frozen=True)

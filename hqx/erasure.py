@@ -29,6 +29,7 @@ from hqx.subjects import ARCHIVE_BUCKET, Stream, check_user_id, user_filters
 log = logging.getLogger(__name__)
 
 _OBJ_PREFIX = "OBJ_"
+ARCHIVE_STREAM = _OBJ_PREFIX + ARCHIVE_BUCKET  # the stream behind the raw-archive bucket
 _DLQ_UNKNOWN_USER = "hqx.dlq.*._"
 
 
@@ -170,10 +171,13 @@ async def erase_redis(redis: aioredis.Redis, user_id: str, accounts: Iterable[st
     changed, cursor = 0, b"0"
     while True:
         cursor, named, valued = await scan_page(args=[cursor, 1000, *needles])
-        exact = [k for k in named if hit(_b(k))]
+        exact: list[bytes] = []
+        inexact: list[bytes] = list(valued)
+        for k in named:
+            (exact if hit(_b(k)) else inexact).append(k)
         if exact:
             changed += int(await redis.delete(*exact))
-        for key in [k for k in named if not hit(_b(k))] + list(valued):
+        for key in inexact:
             changed += await _erase_from_value(redis, _b(key), hit)
         if _b(cursor) == b"0":
             return changed
@@ -405,16 +409,16 @@ async def purge_object(js: JetStreamContext, obj: StoredObject) -> None:
     await js.purge_stream(stream, subject=obj.meta_subject)
 
 
-def archive_meta_subject(name: str) -> str:
+def _archive_meta_subject(name: str) -> str:
     # NOTE: the object store's own encoding of names in meta subjects (nats.py and Go alike).
     return f"$O.{ARCHIVE_BUCKET}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
 
 
 async def purge_archive(js: JetStreamContext, name: str) -> int:
     """Delete one raw archive (chunks and meta, no tombstone left); 0 if it was already gone."""
-    subject = archive_meta_subject(name)
+    subject = _archive_meta_subject(name)
     try:
-        msg = await js.get_last_msg(_OBJ_PREFIX + ARCHIVE_BUCKET, subject)
+        msg = await js.get_last_msg(ARCHIVE_STREAM, subject)
         meta = json.loads(msg.data or b"{}")
     except NotFoundError:
         return 0

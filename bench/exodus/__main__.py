@@ -2,18 +2,18 @@
 
 Prints a BENCHMARKS.md section; its last line is a one-line summary of the key ratios. Without
 `--chaos` it runs the day twice (1 then 2 replicas per stage); with `--chaos`, once with 2
-replicas under faults. Plots go to bench/results/, raw figures to bench/results/exodus.json.
+replicas under faults. Plots and raw figures go to bench/results/exodus[-quick][-chaos]*.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
+from bench import stored
 from bench.exodus.population import Shape, build
-from bench.exodus.report import RESULTS, as_json, markdown, plots, summary
+from bench.exodus.report import as_json, markdown, plots, summary
 from bench.exodus.run import Plan, run
 
 
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary(results[-1:]), file=sys.stderr, flush=True)
     prefix = "exodus" + ("-quick" if args.quick else "") + ("-chaos" if args.chaos else "")
     images = plots(results, prefix)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{prefix}.json").write_text(json.dumps(as_json(results), indent=2, default=str))
+    stored.save(prefix, as_json(results))
     cmd = " ".join(["python -m bench.exodus", *(argv if argv is not None else sys.argv[1:])])
     print(markdown(results, images, cmd))
     print(summary(results))

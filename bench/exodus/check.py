@@ -184,9 +184,9 @@ def verify(
             # otherwise still waiting for a limit window (planned; Mastodon's daily cap).
             missing = [(p.user_id, net, t.user_id) for t in targets]
             missing = [k for k in missing if k not in made]
-            short = max(0, allowed - got)
-            v.lost += missing[:short]
-            v.deferred += len(missing) - min(short, len(missing))
+            lost = missing[: max(0, allowed - got)]
+            v.lost += lost
+            v.deferred += len(missing) - len(lost)
             r, m = v.by_network.get(net, (0, 0))
             v.by_network[net] = (r + len(targets), m + got)
             if n_forward:

@@ -9,8 +9,7 @@ from typing import Any
 
 from bench.exodus.check import Verdict, pct
 from bench.exodus.driver import Timeline
-
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from bench.stored import RESULTS
 
 
 @dataclass

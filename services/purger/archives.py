@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from hqx import erasure
 from hqx.subjects import ARCHIVE_BUCKET, USER_ID_RE
 
-STREAM = f"OBJ_{ARCHIVE_BUCKET}"
+STREAM = erasure.ARCHIVE_STREAM
 
 
 @dataclass(frozen=True)

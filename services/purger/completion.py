@@ -51,7 +51,7 @@ async def planned_beyond(conn: asyncpg.Connection | asyncpg.Pool, done: FollowDo
     """Is anything still planned for this user besides what `done` settles? The common answer
     on a busy day is yes, and this stops at the first such row (partial index on `planned`)
     instead of counting the whole ledger."""
-    settled = [int(r.x_account_id) for r in done.results if r.state != FollowState.PLANNED]
+    network, settled = _settled(done)
     return bool(
         await conn.fetchval(
             """
@@ -60,10 +60,19 @@ async def planned_beyond(conn: asyncpg.Connection | asyncpg.Pool, done: FollowDo
                               and not (network = $2 and target_x_id = any($3::bigint[])))
             """,
             done.user_id,
-            str(done.network),
+            network,
             settled,
         )
     )
+
+
+def _settled(done: FollowDone | None) -> tuple[str, list[int]]:
+    """The network and X ids a batch's outcomes settle (counted as no longer planned)."""
+    if done is None:
+        return "", []
+    return str(done.network), [
+        int(r.x_account_id) for r in done.results if r.state != FollowState.PLANNED
+    ]
 
 
 async def read_view(
@@ -80,8 +89,7 @@ async def read_view(
         "select network, linked_at from identities where user_id = $1 and status <> 'revoked'",
         user_id,
     )
-    results = done.results if done else ()
-    settled = [int(r.x_account_id) for r in results if r.state != FollowState.PLANNED]
+    network, settled = _settled(done)
     rows = await conn.fetch(
         """
         select network,
@@ -92,7 +100,7 @@ async def read_view(
           from follow_ledger where user_id = $1 group by network
         """,
         user_id,
-        str(done.network) if done else "",
+        network,
         settled,
     )
     return LedgerView(
