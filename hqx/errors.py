@@ -56,6 +56,7 @@ class Reason(StrEnum):
     MALFORMED_RESPONSE = "malformed_response"
     INVALID_TARGET = "invalid_target"
     NOT_LINKED = "not_linked"
+    NOT_PLANNED = "not_planned"  # cancelled while its batch ran (target left, consent withdrawn)
     # --- directory / matching (matcher) -------------------------------------------------
     X_NOT_PROVEN = "x_not_proven"
     DIRECTORY_CONFLICT = "directory_conflict"

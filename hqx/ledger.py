@@ -116,14 +116,18 @@ async def record(
 async def still_planned(
     conn: Conn, user_id: str, network: Network | str, targets: Sequence[FollowTarget]
 ) -> list[FollowTarget]:
-    """The targets of a batch that are still `planned` (the rest are done or cancelled)."""
+    """The targets of a batch that are still `planned` (the rest are done or cancelled) and
+    whose person did not ask for erasure (`hqx_user_erased`, 0010: before the matcher cancels)."""
     if not targets:
         return []
     rows = await conn.fetch(
         """
-        select target_x_id from follow_ledger
-         where user_id = $1 and network = $2 and target_x_id = any($3::bigint[])
-           and state = 'planned'
+        select f.target_x_id from follow_ledger f
+         where f.user_id = $1 and f.network = $2 and f.target_x_id = any($3::bigint[])
+           and f.state = 'planned'
+           and not exists (select 1 from directory d
+                            where d.x_account_id = f.target_x_id and d.network = f.network
+                              and hqx_user_erased(d.user_id))
         """,
         user_id,
         str(Network(network)),
@@ -131,6 +135,35 @@ async def still_planned(
     )
     keep = {str(r["target_x_id"]) for r in rows}
     return [t for t in targets if t.x_account_id in keep]
+
+
+async def may_follow(
+    conn: Conn, user_id: str, user_hash: str, network: Network | str, target: FollowTarget
+) -> Reason | None:
+    """Right before one follow call: why it must not be made now (None: go ahead).
+
+    The owner erased since the batch started (`user_hash`: `hqx.db.user_hash`), or the row no
+    longer planned (the target erased or unlinked, consent withdrawn, done by a twin batch).
+    """
+    row = await conn.fetchrow(
+        """
+        select exists (select 1 from erased_users where user_hash = $1) as erased,
+               exists (select 1 from follow_ledger f
+                        where f.user_id = $2 and f.network = $3 and f.target_x_id = $4
+                          and f.state = 'planned'
+                          and not exists (select 1 from directory d
+                                           where d.x_account_id = f.target_x_id
+                                             and d.network = f.network
+                                             and hqx_user_erased(d.user_id))) as planned
+        """,
+        user_hash,
+        user_id,
+        str(Network(network)),
+        int(target.x_account_id),
+    )
+    if row["erased"]:
+        return Reason.USER_ERASED
+    return None if row["planned"] else Reason.NOT_PLANNED
 
 
 async def pending(

@@ -85,11 +85,15 @@ class Verdict:
     redundant_calls: int = 0
     unexpected: int = 0
     erased_violations: int = 0
+    # (owner, network, target, who was erased, wall s after the request) of the first ones
+    erased_first: list[tuple[str, str, str, str, float]] = field(default_factory=list)
     violations: Counter[str] = field(default_factory=Counter)
     latency: list[float] = field(default_factory=list)  # wall s, per user x network
     minimum: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)  # latency / (minimum + floor)
     bound_ratios: list[float] = field(default_factory=list)  # latency / minimum, minimum > 0
+    # Late joiners (reverse matches): wall s from the friend linking to the follow made.
+    reverse_latency: list[float] = field(default_factory=list)
     floor_s: float = 0.0
     objects_left: int = 0
     objects_left_names: list[str] = field(default_factory=list)
@@ -173,10 +177,13 @@ def verify(
             for t in targets:
                 key = (p.user_id, net, t.user_id)
                 required.add(key)
-                if tl.links[(t.user_id, net)] < start:
+                linked = tl.links[(t.user_id, net)]
+                if linked < start:
                     n_forward += 1
                     # NOTE: a follow never made counts as made at the end of the run (censored).
                     forward_last = max(forward_last, min(made[key]) if key in made else end)
+                elif key in made:
+                    v.reverse_latency.append(min(made[key]) - linked)
             got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
             allowed = min(len(targets), limit_capacity(net, start, end, factor))
             v.allowed += allowed
@@ -199,13 +206,12 @@ def verify(
         owner, _, target = key
         if key in required:
             continue
-        hit = [
-            t
-            for t in ts
-            if (owner in tl.erased and t > tl.erased[owner] + ERASE_GRACE_S)
-            or (target in tl.erased and t > tl.erased[target] + ERASE_GRACE_S)
-        ]
-        v.erased_violations += len(hit)
+        for t in ts:
+            for who, side in ((owner, "owner"), (target, "target")):
+                if who in tl.erased and t > tl.erased[who] + ERASE_GRACE_S:
+                    v.erased_violations += 1
+                    v.erased_first.append((owner, key[1], target, side, t - tl.erased[who]))
+                    break
         if owner not in erased and target not in erased:
             v.unexpected += len(ts)
 
@@ -222,6 +228,7 @@ def verify(
         if m > 0:
             v.bound_ratios.append(lat / m)
     v.slowest = sorted(v.slowest, reverse=True)[:30]
+    v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 
     objects = leftovers.get("objects") or []
     v.objects_left = len(objects)  # type: ignore[arg-type]

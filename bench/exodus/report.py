@@ -156,6 +156,17 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
             f" {_f(pct(v.minimum, 0.99) * k, 1)} | {_f(pct(v.ratios, 0.5))} |"
             f" {_f(pct(v.ratios, 0.99))} |"
         )
+    lines.append("")
+    for r in results:
+        v, k = r.verdict, r.factor / 60
+        lines.append(
+            f"- {r.label}: late joiners (a friend links after the person): friend's link to the"
+            f" follow p50 {_f(pct(v.reverse_latency, 0.5) * k, 1)} / p99"
+            f" {_f(pct(v.reverse_latency, 0.99) * k, 1)} network min"
+            f" ({_f(pct(v.reverse_latency, 0.5), 1)} / {_f(pct(v.reverse_latency, 0.99), 1)}"
+            f" wall s), {len(v.reverse_latency)} follows; the matcher holds them for a settle"
+            " and while a batch of the follower is still in flight."
+        )
     durables = sorted({d for r in results for d in r.throughput})
     if durables:
         lines += [
@@ -284,8 +295,11 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "p99_ratio": pct(r.verdict.ratios, 0.99),
             "p99_bound_ratio": pct(r.verdict.bound_ratios, 0.99),
             "bound_users": len(r.verdict.bound_ratios),
+            "reverse_p50_s": pct(r.verdict.reverse_latency, 0.5),
+            "reverse_p99_s": pct(r.verdict.reverse_latency, 0.99),
             "throughput": r.throughput,
             "lost_first": r.verdict.lost[:50],
+            "after_erase_first": r.verdict.erased_first,
             "slowest": r.verdict.slowest,
             "objects_left": r.verdict.objects_left_names,
             "dlq": r.verdict.dlq[:50],

@@ -44,6 +44,11 @@ def create(settings: Settings) -> Service:
             deps["d"] = build_deps()
         return await handle_follow_requested(message, delivery, deps["d"])
 
+    async def close_connections() -> None:
+        if "d" in deps:
+            await deps["d"].pds.close()
+
+    svc.on_stop(close_connections)
     for spec in CONSUMERS_BY_SERVICE[SERVICE]:
         if settings.ack_wait_s is not None:
             spec = replace(spec, ack_wait_s=settings.ack_wait_s)

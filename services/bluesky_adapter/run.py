@@ -30,6 +30,7 @@ from services.bluesky_adapter.client import (
     AccountClient,
     BlueskyError,
     MalformedResponseError,
+    PdsConnections,
     RateLimitedError,
     RejectedError,
     SessionInvalidError,
@@ -54,6 +55,7 @@ class Deps:
     settings: Settings
     publish: Publish
     repo_locks: RepoLocks = field(default_factory=RepoLocks)
+    pds: PdsConnections = field(default_factory=PdsConnections)
 
 
 class _Stop(Exception):
@@ -70,7 +72,10 @@ class FollowRun:
         self.host = urlsplit(ident.pds_url).netloc or ident.pds_url
         self.hour, self.day, self.requests = deps.settings.budgets()
         self.client = AccountClient(
-            ident.pds_url, ident.session(deps.cipher), on_refresh=self._store_session
+            ident.pds_url,
+            ident.session(deps.cipher),
+            on_refresh=self._store_session,
+            pools=deps.pds,
         )
 
     async def _store_session(self, session: SecretStr) -> None:

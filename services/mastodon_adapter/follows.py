@@ -32,6 +32,8 @@ from services.mastodon_adapter.settings import Settings
 
 CHUNK = 20
 Flush = Callable[[list[FollowResult]], Awaitable[None]]
+# Right before each follow call: why it must not be made now (`hqx.ledger.may_follow`).
+Guard = Callable[[FollowTarget], Awaitable[Reason | None]]
 
 
 @dataclass
@@ -54,9 +56,18 @@ class Follower:
     results: list[FollowResult] = field(default_factory=list)
 
     async def run(
-        self, account: Account, client: AccountClient, todo: Sequence[FollowTarget], flush: Flush
+        self,
+        account: Account,
+        client: AccountClient,
+        todo: Sequence[FollowTarget],
+        flush: Flush,
+        guard: Guard,
     ) -> Stop | None:
-        """Follow `todo` in order; `flush` gets results every CHUNK (publish, then ledger)."""
+        """Follow `todo` in order; `flush` gets results every CHUNK (publish, then ledger).
+
+        A batch runs for seconds (two calls per follow, in order): `guard` is asked before
+        each follow, so an erase or a cancellation meanwhile stops it at the next target.
+        """
         started = time.monotonic()
         pending: list[FollowResult] = []
         stop: Stop | None = None
@@ -64,21 +75,23 @@ class Follower:
             if time.monotonic() - started > self.settings.batch_time_limit_s:
                 stop = Stop("batch_time_limit", 0.01)
                 break
-            res = await self._one(account, client, target)
+            res = await self._one(account, client, target, guard)
             if isinstance(res, Stop):
                 stop = res
                 break
+            if res is None:
+                continue  # no longer planned: nothing made, nothing to report
             pending.append(res)
             if len(pending) >= CHUNK:
                 await flush(pending)
                 pending = []
-        if pending:
-            await flush(pending)
+        if pending and not (stop and stop.reason == Reason.USER_ERASED):
+            await flush(pending)  # an erased person's results: nothing left to record them in
         return stop
 
     async def _one(
-        self, account: Account, client: AccountClient, t: FollowTarget
-    ) -> FollowResult | Stop:
+        self, account: Account, client: AccountClient, t: FollowTarget, guard: Guard
+    ) -> FollowResult | Stop | None:
         try:
             found = await self._resolve(account, client, t.account)
             if isinstance(found, Stop):
@@ -87,6 +100,11 @@ class Follower:
                 return _skipped(t, Reason.TARGET_NOT_FOUND)
             if found.suspended:
                 return _skipped(t, Reason.TARGET_SUSPENDED)
+            why = await guard(t)
+            if why == Reason.USER_ERASED:
+                return Stop(Reason.USER_ERASED)
+            if why is not None:
+                return None
             return await self._follow(account, client, t, found)
         except UnauthorizedError:
             return Stop(Reason.SESSION_REVOKED, paused=True)

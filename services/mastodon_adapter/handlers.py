@@ -12,7 +12,7 @@ from hqx.consumer import Delivery
 from hqx.crypto import TokenCipher
 from hqx.errors import Reason
 from hqx.messages import AccountPaused, FollowDone, FollowRequested
-from hqx.messages.follow import FollowResult, FollowState
+from hqx.messages.follow import FollowResult, FollowState, FollowTarget
 from hqx.outcomes import Done, Outcome, RetryLater, Skipped
 from hqx.subjects import Network
 from services.mastodon_adapter import accounts, events
@@ -55,8 +55,15 @@ async def handle_follow_requested(
         return Skipped(Reason.FOLLOW_CAP)  # the targets stay planned: they are the CSV
     token = account.token.get_secret_value()
     client = deps.clients.take(account.instance, account.account, token)
+    tag = db.user_hash(uid)
+
+    async def guard(t: FollowTarget) -> Reason | None:
+        return await ledger.may_follow(deps.pool, uid, tag, NET, t)
+
     try:
-        stop = await deps.follower.run(account, client, todo, lambda rs: flush(deps, uid, rs))
+        stop = await deps.follower.run(
+            account, client, todo, lambda rs: flush(deps, uid, rs), guard
+        )
     finally:
         deps.clients.give_back(account.account, token, client)
     return await conclude(deps, uid, stop, len(todo))
@@ -83,6 +90,8 @@ async def flush(deps: Deps, uid: str, results: list[FollowResult]) -> None:
 async def conclude(deps: Deps, uid: str, stop: Stop | None, planned: int) -> Outcome:
     if stop is None:
         return Done()
+    if stop.reason == Reason.USER_ERASED:
+        return Skipped(Reason.USER_ERASED)
     if stop.capped or stop.paused:
         if stop.capped:
             await accounts.mark_capped(deps.pool, uid, stop.budget or "422")

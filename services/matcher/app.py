@@ -30,7 +30,10 @@ async def sweep(svc: Service, settings: Settings) -> None:
     while True:
         try:
             unsent = await dispatch.unsent(
-                svc.pool, settings.reverse_settle_s, settings.sweep_owners
+                svc.pool,
+                settings.reverse_settle_s,
+                settings.sweep_owners,
+                settings.reverse_in_flight_s,
             )
             if unsent:
                 await handlers.publish_plans(svc, settings, plans.Work(dispatch=unsent))

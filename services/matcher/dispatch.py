@@ -115,18 +115,26 @@ async def _dispatch_some(
 
 
 async def unsent(
-    pool: asyncpg.Pool, older_than_s: float, limit: int = 1000
+    pool: asyncpg.Pool, older_than_s: float, limit: int = 1000, in_flight_s: float = 0.0
 ) -> dict[Network, set[str]]:
-    """Owners with planned rows never sent (a crash between planning and dispatch)."""
+    """Owners with planned rows not sent for `older_than_s` (reverse matches settling, or a
+    crash between planning and dispatch), except owners with a batch sent less than
+    `in_flight_s` ago that is still planned: their new rows join the next batch."""
     rows = await pool.fetch(
         """
-        select distinct network, user_id from follow_ledger
-         where state = 'planned' and batch_id is null
-           and planned_at < now() - make_interval(secs => $1)
+        select distinct f.network, f.user_id from follow_ledger f
+         where f.state = 'planned' and f.batch_id is null
+           and f.planned_at < now() - make_interval(secs => $1)
+           and not exists (
+               select 1 from follow_ledger s
+                where s.user_id = f.user_id and s.network = f.network
+                  and s.state = 'planned' and s.batch_id is not null
+                  and s.updated_at > now() - make_interval(secs => $3))
          limit $2
         """,
         older_than_s,
         limit,
+        in_flight_s,
     )
     out: dict[Network, set[str]] = {}
     for r in rows:

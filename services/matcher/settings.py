@@ -21,6 +21,13 @@ class Settings(ServiceSettings):
     # follower once they are this old, and anything a crash left between plan and publish.
     sweep_interval_s: float = 1.0
     reverse_settle_s: float = 2.0
+    # NOTE: a follower's friends arrive one by one all day, so a reverse row is nearly always a
+    # batch of its own (1.1 follows per batch on the exodus-day population), and each batch
+    # costs an adapter cycle, a network call and two consumers of its follow.done. While one of
+    # the follower's batches is still in flight (sent, not yet acted on), new reverse rows wait
+    # for it, at most this long: idle, nothing changes; when the adapters lag, a follower's late
+    # joiners go as one batch when the previous one is through instead of queueing one by one.
+    reverse_in_flight_s: float = 600.0
     sweep_owners: int = 2000
     # match.found: at most this many users per sweep, each once its stats settled this long.
     stats_per_sweep: int = 100

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from hqx import ledger, ratelimit
+from hqx import db, ledger, ratelimit
 from hqx.follow_events import report_allowed_rate
 from hqx.messages import FollowResult, FollowState, FollowTarget
 from tests.eventually import eventually
@@ -120,3 +120,29 @@ def test_sustained_rate_is_the_tightest_budget() -> None:
     per_min = ratelimit.units_per_minute((hour, day), "create")
     assert per_min == pytest.approx(day.cap / 3 / 1440)  # the day cap binds, not the hour's
     assert ratelimit.units_per_minute((hour.scaled(60),), "create") == pytest.approx(hour.cap / 3)
+
+
+async def test_a_target_who_asked_for_erasure_is_not_followed(
+    pool: asyncpg.Pool, user_id: str
+) -> None:
+    """From the tombstone on, before the matcher removes the target from the directory."""
+    target_user = f"{user_id}t"
+    await make_user(pool, user_id)
+    await make_user(pool, target_user)
+    await pool.execute(
+        "insert into directory (x_account_id, network, account, user_id)"
+        " values (7, 'bluesky', 'did:plc:t7', $1)",
+        target_user,
+    )
+    await ledger.plan(pool, user_id, "bluesky", [target(7), target(8)])
+    tag = db.user_hash(user_id)
+    assert await ledger.may_follow(pool, user_id, tag, "bluesky", target(7)) is None
+    await pool.execute(
+        "insert into erased_users (user_hash) values ($1)", db.user_hash(target_user)
+    )
+    kept = await ledger.still_planned(pool, user_id, "bluesky", [target(7), target(8)])
+    assert [t.x_account_id for t in kept] == ["8"]
+    assert await ledger.may_follow(pool, user_id, tag, "bluesky", target(7)) == "not_planned"
+    assert await ledger.may_follow(pool, user_id, tag, "bluesky", target(8)) is None
+    await pool.execute("insert into erased_users (user_hash) values ($1)", tag)
+    assert await ledger.may_follow(pool, user_id, tag, "bluesky", target(8)) == "user_erased"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -14,7 +16,7 @@ from hqx.service import Service
 from hqx.settings import ServiceSettings
 from hqx.subjects import CONSUMERS_BY_SERVICE, Network, Stream
 from services.bluesky_adapter import identity
-from services.bluesky_adapter.client import AccountClient
+from services.bluesky_adapter.client import AccountClient, PdsConnections
 from services.bluesky_adapter.follows import Create, record_key
 from tests.eventually import drained, eventually
 from tests.services.bluesky_adapter.conftest import (
@@ -191,3 +193,42 @@ async def test_erased_user_gets_nothing(
     await request_follows(pool, adapter, user, ts)
     await drained(adapter.js, SPEC.stream.value, SPEC.durable, timeout=30)
     assert follow_counts(await repo_follows(bsky_pds, did), ts) == {0: 20}
+
+
+async def test_accounts_on_one_pds_share_connections_not_credentials(
+    pool: asyncpg.Pool,
+    settings: ServiceSettings,
+    bsky_pds: dict[str, Any],
+    bsky_accounts: Callable[[], dict[str, Any]],
+) -> None:
+    """Two accounts' batches interleaved over one PDS's pool: each lands in its own repo only
+    (each request carries its own account's token), and the pool keeps no cookie."""
+    cipher = TokenCipher(settings.token_keys)
+    pools = PdsConnections()
+    linked = [await link(pool, settings, bsky_pds, bsky_accounts()) for _ in range(2)]
+    ts = {did: targets(30) for _, did in linked}
+    try:
+        clients = []
+        for user, did in linked:
+            ident = await identity.load(pool, user)
+            assert ident is not None
+            clients.append((did, AccountClient(ident.pds_url, ident.session(cipher), pools=pools)))
+        for i in range(0, 30, 10):
+            await asyncio.gather(
+                *(
+                    c.create_follows(
+                        did, [Create(t, record_key(did, t.account)) for t in ts[did][i : i + 10]]
+                    )
+                    for did, c in clients
+                )
+            )
+        for _, c in clients:
+            await c.close()  # the account's run ends; the PDS's pool stays open
+        (http,) = pools._pools.values()
+        assert not http.is_closed and not http.cookies
+        for _, did in linked:
+            records = await repo_follows(bsky_pds, did)
+            assert {s for s, _ in records} == {t.account for t in ts[did]}
+    finally:
+        await pools.close()
+    assert http.is_closed

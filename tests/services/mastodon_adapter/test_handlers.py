@@ -169,6 +169,50 @@ async def test_erased_user_makes_no_call(
         await svc.stop()
 
 
+async def test_cancel_or_erase_during_a_batch_stops_its_follows(
+    settings: ServiceSettings,
+    pool: asyncpg.Pool,
+    mastodon: dict[str, Any],
+    front: LimitFront,
+    user_id: str,
+) -> None:
+    """A batch is two calls per follow for seconds: what is cancelled or erased meanwhile is
+    not followed (at most the one follow already past its check)."""
+    s = adapter_settings(settings)
+    await link_identity(
+        pool, s, user_id, front.base_url, f"erin@{mastodon['domain']}", "erin-token"
+    )
+    svc = await run_adapter(settings)
+    try:
+        ts = targets([remote(i) for i in range(1, 61)])
+        await request_follows(svc, pool, user_id, ts)
+        await eventually(lambda: front.stats["follows_new"] >= 3, interval=0.001)
+        cancelled = ts[40:]  # their target left the directory: the rows are deleted
+        await pool.execute(
+            "delete from follow_ledger where user_id = $1 and target_x_id = any($2::bigint[])",
+            user_id,
+            [int(t.x_account_id) for t in cancelled],
+        )
+        await drained(svc.js, SPEC.stream.value, SPEC.durable)
+        made = set(following(mastodon, "erin-token"))
+        assert len(made & {t.account for t in cancelled}) <= 1
+        assert {t.account for t in ts[:40]} <= made
+
+        more = targets([remote(i) for i in range(61, 141)], start=2000)
+        await request_follows(svc, pool, user_id, more)
+        await eventually(lambda: front.stats["follows_new"] >= len(made) + 3, interval=0.001)
+        erased_at = time.time()
+        await pool.execute(
+            "insert into erased_users (user_hash) values ($1)", db.user_hash(user_id)
+        )
+        await drained(svc.js, SPEC.stream.value, SPEC.durable)
+        after = [ts_ for ts_, _, _ in front.follow_log if ts_ > erased_at]
+        assert len(after) <= 1
+        assert len(following(mastodon, "erin-token")) < len(made) + len(more)
+    finally:
+        await svc.stop()
+
+
 PERIOD = 30.0  # the 24 h follow window, compressed 2,880 times
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -35,15 +37,19 @@ SPEC = subjects.CONSUMERS_BY_SERVICE["matcher"][0]
 BSKY = Network.BLUESKY
 
 
-@pytest.fixture
-async def matcher(settings: ServiceSettings):
-    s = Settings(
+def fast(settings: ServiceSettings, **kw: float) -> Settings:
+    return Settings(
         **settings.model_dump(by_alias=True),
         sweep_interval_s=0.05,
         stats_settle_s=0.0,
         reverse_settle_s=0.2,
+        **{"reverse_in_flight_s": 0.0, **kw},
     )
-    svc = create(s)
+
+
+@pytest.fixture
+async def matcher(settings: ServiceSettings):
+    svc = create(fast(settings))
     await svc.start()
     yield svc
     await svc.stop()
@@ -189,3 +195,60 @@ async def test_sweep_sends_plans_a_crash_left_unsent(matcher: Service, pool: asy
     )
     batches = await eventually(lambda: follow_batches(matcher, BSKY, alice), timeout=15)
     assert [t.account for t in batches[0].targets] == ["did:plc:someone"]
+
+
+async def test_late_joiners_wait_for_the_batch_in_flight(
+    settings: ServiceSettings, pool: asyncpg.Pool
+) -> None:
+    """While alice's batch is still planned (the adapter lags), two late joiners go out as one
+    batch once it is through; an in-flight batch older than the bound holds nothing back."""
+    matcher = create(fast(settings, reverse_in_flight_s=30.0))
+    await matcher.start()
+    try:
+        b = x_base()
+        await join(matcher, pool, b + 2)
+        alice = await join(matcher, pool, b + 1)
+        await matcher.publish(
+            subjects.consent_changed(alice),
+            ConsentChanged(user_id=alice, auto_reconnect={BSKY: True}),
+        )
+        await upload(matcher, pool, alice, b + 1, [b + 2, b + 3, b + 4, b + 5])
+        await eventually(lambda: follow_batches(matcher, BSKY, alice))
+        carol = await join(matcher, pool, b + 3)
+        dave = await join(matcher, pool, b + 4)
+        await drained(matcher.js, SPEC.stream.value, SPEC.durable)
+        await eventually(lambda: _planned(pool, alice, 2))
+        await asyncio.sleep(1.0)  # 5 settles, 20 sweeps
+        assert len(await follow_batches(matcher, BSKY, alice)) == 1
+
+        # The adapter acts on the first batch: the late joiners follow as one batch.
+        await pool.execute(
+            "update follow_ledger set state = 'done' where user_id = $1 and batch_id is not null",
+            alice,
+        )
+        batches = await eventually(lambda: _at_least(follow_batches(matcher, BSKY, alice), 2))
+        assert [t.account for t in batches[1].targets] == [
+            account(BSKY, b + 3, carol),
+            account(BSKY, b + 4, dave),
+        ]
+
+        # Its batch is stuck past the bound (a paused account): the next joiner goes anyway.
+        await pool.execute(
+            "update follow_ledger set updated_at = now() - interval '1 minute'"
+            " where user_id = $1 and state = 'planned'",
+            alice,
+        )
+        await join(matcher, pool, b + 5)
+        await eventually(lambda: _at_least(follow_batches(matcher, BSKY, alice), 3))
+    finally:
+        await matcher.stop()
+
+
+async def _planned(pool: asyncpg.Pool, user: str, n: int) -> bool:
+    q = "select count(*) from follow_ledger where user_id = $1 and batch_id is null"
+    return await pool.fetchval(q, user) >= n
+
+
+async def _at_least(coro, n: int):  # type: ignore[no-untyped-def]
+    got = await coro
+    return got if len(got) >= n else None
