@@ -244,6 +244,24 @@ async def cancel_planned(
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def resend_planned(conn: Conn, user_id: str, network: Network | str) -> int:
+    """Mark an owner's sent but still planned rows unsent again, as a new plan generation.
+
+    For a re-link: batches that reached the adapter while the account could not act (paused,
+    session revoked) were skipped and their rows kept; the newer `planned_at` gives the next
+    batch a new msg id, so JetStream does not drop it as a duplicate of the skipped one.
+    """
+    status = await conn.execute(
+        """
+        update follow_ledger set batch_id = null, planned_at = now(), updated_at = now()
+         where user_id = $1 and network = $2 and state = 'planned' and batch_id is not null
+        """,
+        user_id,
+        str(Network(network)),
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def accounts_with_pending(conn: Conn, network: Network | str) -> int:
     """Active linked accounts of a network with at least one planned follow."""
     n = await conn.fetchval(

@@ -92,6 +92,9 @@ async def on_linked(conn: asyncpg.Connection, user_id: str, network: Network) ->
     if await directory.linked_since(conn, user_id, network) is None:
         work.skipped = Reason.NOT_LINKED
         return work
+    # A re-link (a paused account back): what the adapter skipped meanwhile goes again. A
+    # redelivered link re-sends batches in flight, which the adapters' ledger checks absorb.
+    await ledger.resend_planned(conn, user_id, network)
     await _forward(conn, user_id, [network], work)
     return work
 

@@ -252,3 +252,25 @@ async def _planned(pool: asyncpg.Pool, user: str, n: int) -> bool:
 async def _at_least(coro, n: int):  # type: ignore[no-untyped-def]
     got = await coro
     return got if len(got) >= n else None
+
+
+async def test_a_relink_resends_what_the_paused_account_skipped(
+    matcher: Service, pool: asyncpg.Pool
+) -> None:
+    """The adapter skipped alice's batch (account paused): her rows stay planned and sent.
+    When she links again they go out again, under a new msg id."""
+    b = x_base()
+    await join(matcher, pool, b + 2)
+    alice = await join(matcher, pool, b + 1)
+    await upload(matcher, pool, alice, b + 1, [b + 2])
+    (first,) = await eventually(lambda: follow_batches(matcher, BSKY, alice))
+    await drained(matcher.js, SPEC.stream.value, SPEC.durable)
+    acct = account(BSKY, b + 1, alice)
+    await matcher.publish(
+        subjects.identity_linked(alice), IdentityLinked(user_id=alice, network=BSKY, account=acct)
+    )
+    batches = await eventually(lambda: _at_least(follow_batches(matcher, BSKY, alice), 2))
+    assert [t.x_account_id for t in batches[1].targets] == [str(b + 2)]
+    assert batches[1].msg_id() != first.msg_id()
+    rows = await pool.fetch("select batch_id from follow_ledger where user_id = $1", alice)
+    assert [r[0] for r in rows] == [batches[1].msg_id()]
