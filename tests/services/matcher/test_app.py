@@ -110,7 +110,7 @@ async def test_forward_and_reverse_end_to_end(matcher: Service, pool: asyncpg.Po
     assert batches[0].targets[0].account == account(BSKY, b + 2, bob)
 
     carol = await join(matcher, pool, b + 3)  # a late joiner: alice opted in
-    await eventually(lambda: _count(follow_batches(matcher, BSKY, alice), 2))
+    await eventually(lambda: _at_least(follow_batches(matcher, BSKY, alice), 2))
     await drained(matcher.js, SPEC.stream.value, SPEC.durable)
     batches = await follow_batches(matcher, BSKY, alice)
     assert [t.account for t in batches[1].targets] == [account(BSKY, b + 3, carol)]
@@ -128,10 +128,6 @@ async def test_forward_and_reverse_end_to_end(matcher: Service, pool: asyncpg.Po
     assert len(await follow_batches(matcher, BSKY, alice)) == 2
     rows = await pool.fetch("select batch_id from follow_ledger where user_id = $1", alice)
     assert {r[0] for r in rows} == {m.msg_id() for m in batches}
-
-
-async def _count(coro, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return len(await coro) >= n
 
 
 @pytest.mark.parametrize(
