@@ -117,17 +117,14 @@ async def still_planned(
     conn: Conn, user_id: str, network: Network | str, targets: Sequence[FollowTarget]
 ) -> list[FollowTarget]:
     """The targets of a batch that are still `planned` (the rest are done or cancelled) and
-    whose person did not ask for erasure (`hqx_user_erased`, 0010: before the matcher cancels)."""
+    whose person did not ask for erasure (`hqx_target_erased`, 0011: before the matcher cancels)."""
     if not targets:
         return []
     rows = await conn.fetch(
         """
         select f.target_x_id from follow_ledger f
          where f.user_id = $1 and f.network = $2 and f.target_x_id = any($3::bigint[])
-           and f.state = 'planned'
-           and not exists (select 1 from directory d
-                            where d.x_account_id = f.target_x_id and d.network = f.network
-                              and hqx_user_erased(d.user_id))
+           and f.state = 'planned' and not hqx_target_erased(f.target_x_id, f.network)
         """,
         user_id,
         str(Network(network)),
@@ -151,10 +148,7 @@ async def may_follow(
                exists (select 1 from follow_ledger f
                         where f.user_id = $2 and f.network = $3 and f.target_x_id = $4
                           and f.state = 'planned'
-                          and not exists (select 1 from directory d
-                                           where d.x_account_id = f.target_x_id
-                                             and d.network = f.network
-                                             and hqx_user_erased(d.user_id))) as planned
+                          and not hqx_target_erased(f.target_x_id, f.network)) as planned
         """,
         user_hash,
         user_id,

@@ -104,6 +104,9 @@ class Verdict:
     by_network: dict[str, tuple[int, int]] = field(default_factory=dict)  # required, made
     # (ratio to min + floor, user, network, forward follows, latency, minimum): the slowest
     slowest: list[tuple[float, str, str, int, float, float]] = field(default_factory=list)
+    # (user, network, forward follows, wall s into the day, latency, minimum): every user the
+    # limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
+    bound: list[tuple[str, str, int, float, float, float]] = field(default_factory=list)
 
     @property
     def made_over_allowed(self) -> float:
@@ -220,13 +223,14 @@ def verify(
     rows.sort()
     early = [r[1] for r in rows[: max(5, len(rows) // 10)] if r[2] == 0]
     v.floor_s = statistics.median(early) if early else min((r[1] for r in rows), default=0.0)
-    for _, lat, m, user, net, n in rows:
+    for start, lat, m, user, net, n in rows:
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
         v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
             v.bound_ratios.append(lat / m)
+            v.bound.append((user, net, n, start - tl.t0, lat, m))
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 

@@ -301,6 +301,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "lost_first": r.verdict.lost[:50],
             "after_erase_first": r.verdict.erased_first,
             "slowest": r.verdict.slowest,
+            "bound": r.verdict.bound,
             "objects_left": r.verdict.objects_left_names,
             "dlq": r.verdict.dlq[:50],
             "chaos": r.timeline.chaos,
