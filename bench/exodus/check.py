@@ -91,7 +91,6 @@ class Verdict:
     latency: list[float] = field(default_factory=list)  # wall s, per user x network
     minimum: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)  # latency / (minimum + floor)
-    bound_ratios: list[float] = field(default_factory=list)  # latency / minimum, minimum > 0
     # Late joiners (reverse matches): wall s from the friend linking to the follow made.
     reverse_latency: list[float] = field(default_factory=list)
     floor_s: float = 0.0
@@ -107,6 +106,11 @@ class Verdict:
     # (user, network, forward follows, wall s into the day, latency, minimum): every user the
     # limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
     bound: list[tuple[str, str, int, float, float, float]] = field(default_factory=list)
+
+    @property
+    def bound_ratios(self) -> list[float]:
+        """Latency / minimum of each limit-bound user."""
+        return [lat / m for *_, lat, m in self.bound]
 
     @property
     def made_over_allowed(self) -> float:
@@ -229,7 +233,6 @@ def verify(
         v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
         v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
-            v.bound_ratios.append(lat / m)
             v.bound.append((user, net, n, start - tl.t0, lat, m))
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
