@@ -227,13 +227,13 @@ def verify(
     rows.sort()
     early = [r[1] for r in rows[: max(5, len(rows) // 10)] if r[2] == 0]
     v.floor_s = statistics.median(early) if early else min((r[1] for r in rows), default=0.0)
-    for start, lat, m, user, net, n in rows:
+    for began, lat, m, user, net, n in rows:
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
         v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
-            v.bound.append((user, net, n, start - tl.t0, lat, m))
+            v.bound.append((user, net, n, began - tl.t0, lat, m))
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 
