@@ -218,11 +218,7 @@ class Service:
         log.info("service started", extra={"health_port": self.health_port})
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await _cancel(self._tasks)
         self._tasks.clear()
         if self._health:
             await self._health.stop()
@@ -275,3 +271,19 @@ class Service:
                         info.num_ack_pending
                     )
             await asyncio.sleep(5)
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel and await every task, cancelling again any that swallowed it.
+
+    NOTE: nats-py's flush path catches CancelledError; a sweep cancelled in there carries on
+    looping and a single cancel-then-await would wait for it forever (seen as a hung stop).
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            t.result()

@@ -213,7 +213,7 @@ async def test_cancel_or_erase_during_a_batch_stops_its_follows(
         await svc.stop()
 
 
-PERIOD = 30.0  # the 24 h follow window, compressed 2,880 times
+PERIOD = 60.0  # the 24 h follow window, compressed 1,440 times
 
 
 @pytest.mark.parametrize("front", [{"compression": 86400 / PERIOD}], indirect=True)
@@ -231,22 +231,16 @@ async def test_401st_follow_is_deferred_to_the_next_window(
     # headroom 0: our cap is the server's 400, so the 401st is exactly the one to defer
     svc = await run_adapter(settings, headroom=0.0, time_compression=86400 / PERIOD)
     try:
-        # start early in a window, so that 400 follows fit in it on a slow machine
-        await eventually(lambda: PERIOD - time.time() % PERIOD > 18, timeout=PERIOD)
+        # start early in a window, so that 400 follows fit in it even on a slow, busy machine
+        # (45 s for 400: the adapter makes them at tens per second)
+        await eventually(lambda: PERIOD - time.time() % PERIOD > 45, timeout=PERIOD)
         window = int(time.time() // PERIOD)
         await request_follows(svc, pool, user_id, targets([remote(i) for i in range(1, 411)]))
         await eventually(lambda: front.stats["follows_new"] >= 400, timeout=PERIOD)
-
-        async def done_count() -> int:
-            return sum(st == "done" for st, _ in (await ledger_states(pool, user_id)).values())
-
-        await eventually(lambda: _eq(done_count(), 400), timeout=10)
-        states = await ledger_states(pool, user_id)
-        assert int(time.time() // PERIOD) == window  # still the same window: 10 wait for the next
-        assert all(st in ("done", "planned") for st, _ in states.values())  # deferred, not failed
+        assert int(time.time() // PERIOD) == window, "400 follows did not fit in one window"
         await drained(svc.js, SPEC.stream.value, SPEC.durable, timeout=3 * PERIOD)
         states = await ledger_states(pool, user_id)
-        assert {st for st, _ in states.values()} == {"done"}
+        assert {st for st, _ in states.values()} == {"done"}  # deferred, never failed
         per_window: dict[int, int] = {}
         for ts, _, _ in front.follow_log:
             per_window[int(ts // PERIOD)] = per_window.get(int(ts // PERIOD), 0) + 1
@@ -254,10 +248,6 @@ async def test_401st_follow_is_deferred_to_the_next_window(
         assert front.stats["http_429"] == 0  # deferred by our budget, not refused by the server
     finally:
         await svc.stop()
-
-
-async def _eq(value: Any, expected: Any) -> bool:
-    return await value == expected
 
 
 SHORT = 10.0
