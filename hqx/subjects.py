@@ -83,7 +83,14 @@ def match_found(user_id: str) -> str:
 
 
 def follow_requested(network: Network | str, user_id: str) -> str:
+    """The user's own migration: follows planned when they upload or link (forward matches)."""
     return _s("follow", "requested", Network(network).value, check_user_id(user_id))
+
+
+def follow_reconnect(network: Network | str, user_id: str) -> str:
+    """Follows of late joiners (reverse matches, a consent catch-up): a lane of their own, so
+    the burst a well-followed joiner sets off never queues ahead of someone's migration."""
+    return _s("follow", "reconnect", Network(network).value, check_user_id(user_id))
 
 
 def follow_done(network: Network | str, user_id: str) -> str:
@@ -151,7 +158,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(Stream.ARCHIVES, (_s("archive", "uploaded", "*"),), True, DAY, 0.05),
     StreamSpec(
         Stream.FOLLOWS,
-        (_s("follow", "requested", "*", "*"),),
+        (_s("follow", "requested", "*", "*"), _s("follow", "reconnect", "*", "*")),
         True,
         14 * DAY,
         0.15,
@@ -209,6 +216,26 @@ def _durable(service: str, what: str) -> str:
     return f"{service.replace('_', '-')}-{what}"
 
 
+def _follow_lanes(service: str, network: Network) -> tuple[ConsumerSpec, ...]:
+    """An adapter's two durables: people's own migrations, and late joiners (`reconnect`).
+
+    NOTE: one durable was a single FIFO; a well-followed joiner's burst of reverse matches
+    (one batch per follower) queued every newcomer's forward batches behind it.
+    """
+    return tuple(
+        ConsumerSpec(
+            service,
+            _durable(service, f"follow-{lane}"),
+            Stream.FOLLOWS,
+            (_s("follow", lane, network.value, "*"),),
+            max_deliver=-1,  # throttled accounts are naked with a delay: not failures
+            ack_wait_s=120.0,
+            max_ack_pending=2000,
+        )
+        for lane in ("requested", "reconnect")
+    )
+
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec(
         "ingest",
@@ -238,25 +265,8 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
             )
         ),
     ),
-    ConsumerSpec(
-        "bluesky_adapter",
-        _durable("bluesky_adapter", "follow-requested"),
-        Stream.FOLLOWS,
-        (_s("follow", "requested", Network.BLUESKY.value, "*"),),
-        # NOTE: throttled accounts are naked with a delay; they do not count as failures.
-        max_deliver=-1,
-        ack_wait_s=120.0,
-        max_ack_pending=2000,
-    ),
-    ConsumerSpec(
-        "mastodon_adapter",
-        _durable("mastodon_adapter", "follow-requested"),
-        Stream.FOLLOWS,
-        (_s("follow", "requested", Network.MASTODON.value, "*"),),
-        max_deliver=-1,
-        ack_wait_s=120.0,
-        max_ack_pending=2000,
-    ),
+    *_follow_lanes("bluesky_adapter", Network.BLUESKY),
+    *_follow_lanes("mastodon_adapter", Network.MASTODON),
     # NOTE: two purger durables. Deletions promised by a deadline (the raw archive, an erase)
     # must never queue behind the completion projection, which gets one `follow.done` per
     # batch: on exodus day those arrive hundreds per second and a single durable fell tens of

@@ -63,6 +63,18 @@ def limit_min(network: str, n: int, start: float, factor: float) -> float:
     return max(b.min_time(n, start, factor) for b in BUDGETS[network])
 
 
+def earliest(network: str, n: int, start: float, factor: float, floor: float) -> float:
+    """Wall seconds from `start` to the n-th follow at the earliest: the pipeline's own unloaded
+    time (`floor`, measured in the run), then what the limits allow from there.
+
+    NOTE: the windows are compressed, the pipeline is not. At factor 24 a 2.5 s floor is a
+    minute of network time: a start that falls 0.7 s before a window boundary misses it
+    whatever the platform does. Uncompressed, a floor of seconds is noise against 5 min..24 h
+    windows, so `floor + limits` is the minimum the limits allow this pipeline.
+    """
+    return floor + limit_min(network, n, start + floor, factor)
+
+
 def limit_capacity(network: str, start: float, end: float, factor: float) -> int:
     return min(b.capacity(start, end, factor) for b in BUDGETS[network])
 
@@ -103,14 +115,19 @@ class Verdict:
     by_network: dict[str, tuple[int, int]] = field(default_factory=dict)  # required, made
     # (ratio to min + floor, user, network, forward follows, latency, minimum): the slowest
     slowest: list[tuple[float, str, str, int, float, float]] = field(default_factory=list)
-    # (user, network, forward follows, wall s into the day, latency, minimum): every user the
-    # limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
-    bound: list[tuple[str, str, int, float, float, float]] = field(default_factory=list)
+    # (user, network, forward follows, wall s into the day, latency, limits' minimum, earliest):
+    # every user the limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
+    bound: list[tuple[str, str, int, float, float, float, float]] = field(default_factory=list)
 
     @property
     def bound_ratios(self) -> list[float]:
-        """Latency / minimum of each limit-bound user."""
-        return [lat / m for *_, lat, m in self.bound]
+        """Latency / earliest (floor, then the limits) of each limit-bound user: the target."""
+        return [lat / e for *_, lat, _m, e in self.bound]
+
+    @property
+    def limits_only_ratios(self) -> list[float]:
+        """Latency / the limits' minimum alone, as if the pipeline took no time (compressed)."""
+        return [lat / m for *_, lat, m, _e in self.bound]
 
     @property
     def made_over_allowed(self) -> float:
@@ -126,7 +143,7 @@ class Verdict:
             "0 follows after erase": self.erased_violations == 0,
             "no raw archive left": self.objects_left == 0,
             "DLQ holds only hostile inputs": not self.dlq_unexpected,
-            "p99 <= 1.1 x minimum (limit-bound users)": (
+            "p99 <= 1.1 x minimum (limit-bound users, floor then limits)": (
                 pct(self.bound_ratios, 0.99) <= 1.1 if self.bound_ratios else None
             ),
         }
@@ -233,7 +250,8 @@ def verify(
         v.ratios.append(lat / (m + v.floor_s) if (m + v.floor_s) > 0 else 1.0)
         v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
-            v.bound.append((user, net, n, began - tl.t0, lat, m))
+            e = earliest(net, n, began, factor, v.floor_s)
+            v.bound.append((user, net, n, began - tl.t0, lat, m, e))
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 

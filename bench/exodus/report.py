@@ -124,9 +124,9 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         "Ratios are to limits or baselines measured in the same run.",
         "",
         "| run | users | factor | required follows | made / allowed | violations | duplicates |"
-        " lost | after-erase | limit-bound users | p99 / minimum | raw archives left |"
-        " DLQ (unexpected) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " lost | after-erase | limit-bound users | p99 / minimum (floor, then limits) |"
+        " p99 / limits alone | raw archives left | DLQ (unexpected) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         v = r.verdict
@@ -135,7 +135,8 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
             f" ({v.made_required}/{v.allowed}) | {sum(v.violations.values())} | {v.duplicates} |"
             f" {len(v.lost)} (+{v.deferred} waiting for a limit window) | {v.erased_violations} |"
             f" {len(v.bound_ratios)} |"
-            f" {_f(pct(v.bound_ratios, 0.99))} | {v.objects_left} | {v.dlq_total}"
+            f" {_f(pct(v.bound_ratios, 0.99))} | {_f(pct(v.limits_only_ratios, 0.99))} |"
+            f" {v.objects_left} | {v.dlq_total}"
             f" ({len(v.dlq_unexpected)}) |"
         )
     lines += [
@@ -275,6 +276,7 @@ def summary(results: list[RunResult]) -> str:
             f" violations={sum(v.violations.values())}"
             f" dup={v.duplicates} lost={len(v.lost)} deferred={v.deferred}"
             f" p99/min={_f(pct(v.bound_ratios, 0.99))}"
+            f" p99/limits={_f(pct(v.limits_only_ratios, 0.99))}"
             f" p99/(min+floor)={_f(pct(v.ratios, 0.99))}"
         )
     return "exodus: " + " ".join(parts)
@@ -294,6 +296,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "p50_ratio": pct(r.verdict.ratios, 0.5),
             "p99_ratio": pct(r.verdict.ratios, 0.99),
             "p99_bound_ratio": pct(r.verdict.bound_ratios, 0.99),
+            "p99_limits_only_ratio": pct(r.verdict.limits_only_ratios, 0.99),
             "bound_users": len(r.verdict.bound_ratios),
             "reverse_p50_s": pct(r.verdict.reverse_latency, 0.5),
             "reverse_p99_s": pct(r.verdict.reverse_latency, 0.99),

@@ -1,7 +1,7 @@
 """Bluesky adapter: makes follows on a PDS, exactly once, within the account's budgets.
 
-Consumes: `hqx.follow.requested.bluesky.<user>` (FollowRequested, durable
-`bluesky-adapter-follow-requested`).
+Consumes: `hqx.follow.requested.bluesky.<user>` and `hqx.follow.reconnect.bluesky.<user>`
+(FollowRequested; durables `bluesky-adapter-follow-requested` and `-follow-reconnect`).
 Produces: `hqx.follow.done.bluesky.<user>` (FollowDone), `hqx.account.paused.bluesky.<user>`
 (AccountPaused, when a session is revoked or expired).
 Owns: rate budgets in Redis (`hqx:budget:bluesky:*`), a short-lived cache of each repo's follows

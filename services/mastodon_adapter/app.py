@@ -1,4 +1,4 @@
-"""Wiring: the Service, its consumer of `follow.requested.mastodon`, and the handler's deps."""
+"""Wiring: the Service, its two follow lanes (`follow.{requested,reconnect}.mastodon`), deps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Planned ledger rows -> follow.requested batches, each row sent once.
+"""Planned ledger rows -> follow batches on the owner's lane, each row sent once.
+
+A row's origin picks the lane: `follow.requested` for the owner's own migration (forward
+matches), `follow.reconnect` for late joiners (reverse matches, a consent catch-up).
 
 Rows are claimed (`batch_id` set to the batch's content-derived msg id) and published in the same
 transaction: a crash before the commit leaves them unclaimed for the next dispatch or the sweep,
@@ -14,11 +17,17 @@ from itertools import groupby
 
 import asyncpg
 
-from hqx import subjects
+from hqx import ledger, subjects
 from hqx.messages import FollowRequested, FollowTarget, Message
 from hqx.subjects import Network
 
 Publish = Callable[[str, Message, str], Awaitable[object]]
+
+# The lane of a ledger row's origin: late joiners never queue ahead of a migration.
+LANES: dict[ledger.Origin, Callable[[Network, str], str]] = {
+    "forward": subjects.follow_requested,
+    "reverse": subjects.follow_reconnect,
+}
 
 # Owners claimed per transaction, and publishes in flight at once.
 OWNERS_PER_TX = 500
@@ -67,10 +76,10 @@ async def _dispatch_some(
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """
-            select user_id, target_x_id, target, planned_at from follow_ledger
+            select user_id, origin, target_x_id, target, planned_at from follow_ledger
              where network = $1 and user_id = any($2::text[])
                and state = 'planned' and batch_id is null
-             order by user_id, target_x_id
+             order by user_id, origin, target_x_id
                for update skip locked
             """,
             network.value,
@@ -78,16 +87,19 @@ async def _dispatch_some(
         )
         if not rows:
             return 0
-        msgs: list[FollowRequested] = []
-        for owner, group in groupby(rows, key=lambda r: r["user_id"]):
+        msgs: list[tuple[str, FollowRequested]] = []  # (subject, command)
+        for (owner, origin), group in groupby(rows, key=lambda r: (r["user_id"], r["origin"])):
             rs = list(group)
-            targets = [FollowTarget(x_account_id=str(r[1]), account=r[2]) for r in rs]
+            targets = [
+                FollowTarget(x_account_id=str(r["target_x_id"]), account=r["target"]) for r in rs
+            ]
             # NOTE: rows re-planned after a cancellation have a newer planned_at: a new plan
             # generation, so JetStream does not drop their batch as a duplicate of the old one.
             plan = str(int(max(r["planned_at"] for r in rs).timestamp() * 1_000_000))
-            msgs.extend(requests(owner, network, targets, size, plan))
+            subject = LANES[origin](network, owner)
+            msgs.extend((subject, m) for m in requests(owner, network, targets, size, plan))
         claim_owner, claim_x, claim_id = [], [], []
-        for m in msgs:
+        for _, m in msgs:
             mid = m.msg_id()
             for t in m.targets:
                 claim_owner.append(m.user_id)
@@ -106,10 +118,7 @@ async def _dispatch_some(
         )
         for j in range(0, len(msgs), IN_FLIGHT):
             await asyncio.gather(
-                *(
-                    publish(subjects.follow_requested(network, m.user_id), m, m.msg_id())
-                    for m in msgs[j : j + IN_FLIGHT]
-                )
+                *(publish(subject, m, m.msg_id()) for subject, m in msgs[j : j + IN_FLIGHT])
             )
     return len(msgs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bench.exodus.check import Budget, limit_min
+from bench.exodus.check import BUDGETS, Budget, earliest, limit_min
 from bench.exodus.loopback import LoopbackServer
 from bench.exodus.population import Shape, build
 from bench.exodus.run import Plan, run
@@ -43,6 +43,17 @@ def test_limit_minimum() -> None:
     day = Budget(360, 86400, aligned=True)
     assert day.min_time(361, 86400 - 10, 1.0) == 10
     assert limit_min("mastodon", 100, 0.0, 1.0) == 0
+
+
+def test_earliest_is_the_floor_then_the_limits() -> None:
+    """A start 0.7 s before a 5-minute boundary: the limits alone allow 0.7 s, but a pipeline
+    needing 2.5 s (uncompressed) misses that boundary and waits for the next one."""
+    five_min = BUDGETS["mastodon"][1]
+    w, n = five_min.window_s / 24, five_min.units + 13  # one window and a few follows more
+    start = 1000 * w - 0.7
+    assert limit_min("mastodon", n, start, 24) == pytest.approx(0.7)
+    assert earliest("mastodon", n, start, 24, floor=2.5) == pytest.approx(0.7 + w)
+    assert earliest("mastodon", five_min.units, start, 24, floor=2.5) == 2.5
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ handler exactly once, a malformed message on it is dead-lettered, and the consum
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -66,13 +67,11 @@ def samples(u: str) -> dict[str, Message]:
         (subjects.migration_completed(u), MigrationCompleted(user_id=u)),
         (subjects.user_erase(u), UserEraseRequested(user_id=u)),
     ]
+    for net, lane in itertools.product(
+        Network, (subjects.follow_requested, subjects.follow_reconnect)
+    ):
+        msgs.append((lane(net, u), FollowRequested(user_id=u, network=net, targets=(target,))))
     for net in Network:
-        msgs.append(
-            (
-                subjects.follow_requested(net, u),
-                FollowRequested(user_id=u, network=net, targets=(target,)),
-            )
-        )
         msgs.append((subjects.follow_done(net, u), FollowDone(user_id=u, network=net, results=())))
     return dict(msgs)
 

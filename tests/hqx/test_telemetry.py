@@ -175,7 +175,9 @@ async def test_one_upload_is_one_trace_through_every_service(
     consumers = {
         s.attributes["messaging.consumer.group.name"] for s in spans if s.kind == SpanKind.CONSUMER
     }
-    assert consumers == {c.durable for c in subjects.CONSUMERS}
+    # every durable but the late joiners' lanes, which another person's upload feeds
+    late = {c.durable for c in subjects.CONSUMERS if ".follow.reconnect." in c.filter_subjects[0]}
+    assert consumers == {c.durable for c in subjects.CONSUMERS} - late
     # Every consumer span's parent is a producer span of the same trace; no user id in names.
     by_id = {s.context.span_id: s for s in spans}
     for s in spans:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -69,18 +69,22 @@ async def request_follows(
     *,
     again: bool = False,
     plan: bool = True,
+    size: int = 200,
+    lane: Callable[[Network, str], str] = follow_requested,
 ) -> list[FollowRequested]:
     """Plan the targets in the ledger and publish them in batches of 200 (as the matcher does).
 
     `again`: publish with a fresh Nats-Msg-Id, i.e. a command redelivered past the dedup window.
+    `lane`: the subject family (`follow_reconnect` for late joiners' follows).
     """
     if plan:
         await ledger.plan(pool, user, Network.BLUESKY, ts)
     out = []
-    for i in range(0, len(ts), 200):
-        msg = FollowRequested(user_id=user, network=Network.BLUESKY, targets=tuple(ts[i : i + 200]))
+    for i in range(0, len(ts), size):
+        batch = tuple(ts[i : i + size])
+        msg = FollowRequested(user_id=user, network=Network.BLUESKY, targets=batch)
         msg_id = msg.msg_id() + (f"-{uuid.uuid4().hex}" if again else "")
-        await svc.publish(follow_requested(Network.BLUESKY, user), msg, msg_id=msg_id)
+        await svc.publish(lane(Network.BLUESKY, user), msg, msg_id=msg_id)
         out.append(msg)
     return out
 

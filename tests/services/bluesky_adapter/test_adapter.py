@@ -14,7 +14,7 @@ from hqx.messages import AccountPaused, FollowDone
 from hqx.ratelimit import BLUESKY_WRITE_HOUR, RateLimiter
 from hqx.service import Service
 from hqx.settings import ServiceSettings
-from hqx.subjects import CONSUMERS_BY_SERVICE, Network, Stream
+from hqx.subjects import CONSUMERS_BY_SERVICE, Network, Stream, follow_reconnect
 from services.bluesky_adapter import identity
 from services.bluesky_adapter.client import AccountClient, PdsConnections
 from services.bluesky_adapter.follows import Create, record_key
@@ -29,7 +29,7 @@ from tests.services.bluesky_adapter.conftest import (
 )
 from tests.services.bluesky_adapter.sessions import age_access_token, app_password
 
-SPEC = CONSUMERS_BY_SERVICE["bluesky_adapter"][0]
+SPEC, RECONNECT = CONSUMERS_BY_SERVICE["bluesky_adapter"]
 
 
 async def events_of(svc: Service, model: type, subject: str) -> list[Any]:
@@ -147,6 +147,31 @@ async def test_throttled_account_does_not_delay_another(
     info = await adapter.js.consumer_info(SPEC.stream.value, SPEC.durable)
     assert info.num_ack_pending == 2 and info.num_pending == 0  # both naked with a delay
     assert follow_counts(await repo_follows(bsky_pds, slow_did), slow) == {0: 400}
+
+
+async def test_a_burst_of_late_joiners_does_not_delay_a_migration(
+    adapter: Service,
+    pool: asyncpg.Pool,
+    settings: ServiceSettings,
+    bsky_pds: dict[str, Any],
+    bsky_accounts: Callable[[], dict[str, Any]],
+) -> None:
+    """A well-followed person joins: one reconnect batch per follower floods that lane. Someone
+    who uploads just after gets their follows on their own lane, not behind the flood."""
+    follower, _ = await link(pool, settings, bsky_pds, bsky_accounts())
+    newcomer, _ = await link(pool, settings, bsky_pds, bsky_accounts())
+    flood = targets(300)
+    await request_follows(pool, adapter, follower, flood, size=1, lane=follow_reconnect)
+    await request_follows(pool, adapter, newcomer, targets(5))
+
+    async def newcomer_done() -> bool:
+        return (await ledger_states(pool, newcomer)).get("done") == 5
+
+    await eventually(newcomer_done, timeout=60)
+    # one lane would have served the flood first (FIFO): most of it would be done by now
+    assert (await ledger_states(pool, follower)).get("done", 0) < len(flood) // 2
+    await drained(adapter.js, RECONNECT.stream.value, RECONNECT.durable, timeout=120)
+    assert await ledger_states(pool, follower) == {"done": 300}
 
 
 async def test_revoked_session_pauses_the_account_and_tells_the_person(

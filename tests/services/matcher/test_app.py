@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import asyncpg
 import pytest
@@ -35,6 +36,8 @@ from tests.services.matcher.population import (
 
 SPEC = subjects.CONSUMERS_BY_SERVICE["matcher"][0]
 BSKY = Network.BLUESKY
+Lane = Callable[[Network, str], str]
+LANES: tuple[Lane, ...] = (subjects.follow_requested, subjects.follow_reconnect)
 
 
 def fast(settings: ServiceSettings, **kw: float) -> Settings:
@@ -55,19 +58,23 @@ async def matcher(settings: ServiceSettings):
     await svc.stop()
 
 
-async def messages(svc: Service, stream: Stream, subject: str) -> list[bytes]:
+async def messages(svc: Service, stream: Stream, *subject: str) -> list[bytes]:
+    """Every message on these subjects, in stream order."""
     info = await svc.js.stream_info(stream.value)
     out = []
     if info.state.messages:
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             raw = await svc.js.get_msg(stream.value, seq)
-            if raw.subject == subject:
+            if raw.subject in subject:
                 out.append(raw.data)
     return out
 
 
-async def follow_batches(svc: Service, network: Network, user: str) -> list[FollowRequested]:
-    data = await messages(svc, Stream.FOLLOWS, subjects.follow_requested(network, user))
+async def follow_batches(
+    svc: Service, network: Network, user: str, lanes: tuple[Lane, ...] = LANES
+) -> list[FollowRequested]:
+    """The user's follow commands on these lanes (both: forward and late joiners), in order."""
+    data = await messages(svc, Stream.FOLLOWS, *(lane(network, user) for lane in lanes))
     return [FollowRequested.model_validate_json(d) for d in data]
 
 
@@ -104,6 +111,8 @@ async def test_forward_and_reverse_end_to_end(matcher: Service, pool: asyncpg.Po
         subjects.consent_changed(alice),
         ConsentChanged(user_id=alice, auto_reconnect={BSKY: True}),
     )
+    # NOTE: opted in before her upload: a consent catch-up after it would plan her graph too
+    await drained(matcher.js, SPEC.stream.value, SPEC.durable)
     await upload(matcher, pool, alice, b + 1, [b + 2, b + 3])
     batches = await eventually(lambda: follow_batches(matcher, BSKY, alice))
     assert [[t.x_account_id for t in m.targets] for m in batches] == [[str(b + 2)]]
@@ -114,6 +123,9 @@ async def test_forward_and_reverse_end_to_end(matcher: Service, pool: asyncpg.Po
     await drained(matcher.js, SPEC.stream.value, SPEC.durable)
     batches = await follow_batches(matcher, BSKY, alice)
     assert [t.account for t in batches[1].targets] == [account(BSKY, b + 3, carol)]
+    # each on its lane: her migration, then the late joiner behind no one's migration
+    lanes = [await follow_batches(matcher, BSKY, alice, (lane,)) for lane in LANES]
+    assert lanes == [batches[:1], batches[1:]]
     found = await eventually(lambda: messages(matcher, Stream.EVENTS, subjects.match_found(alice)))
     last = MatchFound.model_validate_json(found[-1])
     assert last.user_id == alice
