@@ -273,17 +273,22 @@ class Service:
             await asyncio.sleep(5)
 
 
-async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel and await every task, cancelling again any that swallowed it.
+async def _cancel(tasks: list[asyncio.Task[Any]], grace_s: float = 5.0) -> None:
+    """Cancel and await every task; cancel once more any that swallowed it; never hang.
 
-    NOTE: nats-py's flush path catches CancelledError; a sweep cancelled in there carries on
-    looping and a single cancel-then-await would wait for it forever (seen as a hung stop).
+    NOTE: nats-py's flush path catches CancelledError: a sweep cancelled in there carries on
+    looping, and a single cancel-then-await waited for it forever (a stop that never returned).
     """
     pending = {t for t in tasks if not t.done()}
-    while pending:
+    for _ in range(2):  # a second cancel for what swallowed the first
+        if not pending:
+            break
         for t in pending:
             t.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
+        _, pending = await asyncio.wait(pending, timeout=grace_s)
+    if pending:
+        log.warning("background tasks ignored their cancellation", extra={"tasks": len(pending)})
     for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            t.result()
+        if t.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                t.result()

@@ -220,6 +220,7 @@ async def test_late_joiners_wait_for_the_batch_in_flight(
             subjects.consent_changed(alice),
             ConsentChanged(user_id=alice, auto_reconnect={BSKY: True}),
         )
+        await drained(matcher.js, SPEC.stream.value, SPEC.durable)  # opted in before uploading
         await upload(matcher, pool, alice, b + 1, [b + 2, b + 3, b + 4, b + 5])
         await eventually(lambda: follow_batches(matcher, BSKY, alice))
         carol = await join(matcher, pool, b + 3)
