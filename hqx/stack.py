@@ -166,6 +166,9 @@ def up(data_dir: Path, fresh: bool = False, only: tuple[str, ...] = SERVICES) ->
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # NOTE: explicit: a process started in the background inherits SIGINT ignored, and then
+    # `kill -INT` (what Ctrl-C sends) would not stop it.
+    signal.signal(signal.SIGINT, on_signal)
     started = time.monotonic()
     try:
         stack.start_servers()
