@@ -82,6 +82,10 @@ def match_found(user_id: str) -> str:
     return _s("match", "found", check_user_id(user_id))
 
 
+# The FOLLOWS stream's two lanes, in the order each adapter declares their durables.
+FOLLOW_LANES = ("requested", "reconnect")
+
+
 def follow_requested(network: Network | str, user_id: str) -> str:
     """The user's own migration: follows planned when they upload or link (forward matches)."""
     return _s("follow", "requested", Network(network).value, check_user_id(user_id))
@@ -158,7 +162,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(Stream.ARCHIVES, (_s("archive", "uploaded", "*"),), True, DAY, 0.05),
     StreamSpec(
         Stream.FOLLOWS,
-        (_s("follow", "requested", "*", "*"), _s("follow", "reconnect", "*", "*")),
+        tuple(_s("follow", lane, "*", "*") for lane in FOLLOW_LANES),
         True,
         14 * DAY,
         0.15,
@@ -232,7 +236,7 @@ def _follow_lanes(service: str, network: Network) -> tuple[ConsumerSpec, ...]:
             ack_wait_s=120.0,
             max_ack_pending=2000,
         )
-        for lane in ("requested", "reconnect")
+        for lane in FOLLOW_LANES
     )
 
 
