@@ -6,6 +6,7 @@ import asyncio
 
 from hqx.service import Service
 from hqx.settings import ServiceSettings
+from tests.eventually import eventually
 
 
 async def test_stop_ends_a_background_job_that_swallowed_its_cancellation(
@@ -29,7 +30,7 @@ async def test_stop_ends_a_background_job_that_swallowed_its_cancellation(
     svc = Service("purger", settings, uses_db=False, uses_redis=False)
     svc.background(sweep)
     await svc.start()
-    await asyncio.sleep(0.05)
+    await eventually(lambda: ticks > 0)  # the job is running
     stop = asyncio.create_task(svc.stop())
     done, _ = await asyncio.wait({stop}, timeout=30)
     if not done:  # NOTE: wait_for would cancel stop(), which awaits the job: never returns
