@@ -3,8 +3,8 @@
 Shared by the matcher (plans), the adapters (record outcomes) and the purger (counts). Every
 function is idempotent, so a redelivered message never plans or records twice:
 
-- `plan` inserts `planned` rows and never touches an existing row, so a target already done,
-  skipped or cancelled-and-replanned is not planned a second time. A target listed in
+- `plan` inserts `planned` rows and never changes an existing row's state, so a target already
+  done, skipped or cancelled-and-replanned is not planned a second time. A target listed in
   `network_follows` (the owner already follows it there) is recorded as done/already_following.
 - `record` applies adapter outcomes to rows that still exist; it never creates a row (a deleted
   planned row means cancelled: consent withdrawn, target erased or unlinked) and never downgrades
@@ -56,13 +56,16 @@ async def plan_pairs(
 ) -> int:
     """Insert `planned` rows for (owner, target) pairs, zipped; returns how many were created.
 
-    One statement for many owners (a late joiner followed by thousands of people).
+    One statement for many owners (a late joiner followed by thousands of people). A forward
+    plan takes over a row still planned and unsent as `reverse`: a consent catch-up or a friend
+    joining may plan part of a person's own migration before their graph's event is handled,
+    and it must not wait behind late joiners, nor be cancelled by a later opt-out.
     """
     if not targets:
         return 0
     assert len(owners) == len(targets)
     xs, accounts = _ids(targets)
-    status = await conn.execute(
+    rows = await conn.fetch(
         """
         insert into follow_ledger (user_id, network, target_x_id, target, state, reason, origin)
         select t.owner, $1, t.x, t.account,
@@ -72,7 +75,11 @@ async def plan_pairs(
           from unnest($2::text[], $3::bigint[], $4::text[]) as t(owner, x, account)
           left join network_follows nf
             on nf.user_id = t.owner and nf.network = $1 and nf.account = t.account
-        on conflict (user_id, network, target_x_id) do nothing
+        on conflict (user_id, network, target_x_id) do update
+               set origin = 'forward', updated_at = now()
+             where $6 = 'forward' and follow_ledger.origin = 'reverse'
+               and follow_ledger.state = 'planned' and follow_ledger.batch_id is null
+        returning xmax = 0 as created
         """,
         str(Network(network)),
         list(owners),
@@ -81,7 +88,7 @@ async def plan_pairs(
         Reason.ALREADY_FOLLOWING.value,
         origin,
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return sum(1 for r in rows if r["created"])
 
 
 async def record(

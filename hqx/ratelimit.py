@@ -8,7 +8,11 @@ Two window kinds:
 - `sliding`: a log of spends (Redis sorted set); in ANY interval of `window_s` we spend at most
   the cap. This is what keeps us inside a server whose own window starts whenever it likes
   (the PDS's fixed windows start at the first request it sees).
-- `utc_day`-style `aligned`: a fixed window aligned to the epoch (for 24 h: UTC midnight).
+- `aligned`: a fixed window aligned to the epoch (for 24 h: UTC midnight), as Mastodon counts
+  (`RateLimiter` families and Rack::Attack throttles alike). A sliding log would be safe there
+  too, but it cannot use a boundary: 270 requests spent 2 s before one leave it shut for the next
+  5 min, where the server has already opened a new window. Our clock and the server's differ by
+  a little, so we spend nothing within `guard_s` of either edge of an aligned window.
 
 `RateLimiter.acquire` spends several budgets at once — all or nothing — and may grant fewer
 units than asked (never fewer than `min_units`), so a batch shrinks to what the budgets allow
@@ -47,6 +51,7 @@ class Budget:
     costs: Mapping[str, int] = field(default_factory=lambda: {"request": 1})
     headroom: float = DEFAULT_HEADROOM
     kind: Literal["sliding", "aligned"] = "sliding"
+    guard_s: float = 0.0  # aligned only: no spend this close to either edge (clock skew)
 
     @property
     def cap(self) -> int:
@@ -56,6 +61,10 @@ class Budget:
     @property
     def window_ms(self) -> int:
         return max(1, round(self.window_s * 1000))
+
+    @property
+    def guard_ms(self) -> int:
+        return min(round(self.guard_s * 1000), self.window_ms // 4)
 
     def key(self, account: str) -> str:
         return f"{PREFIX}:{self.network}:{account}:{self.name}"
@@ -73,7 +82,7 @@ class Budget:
 
     def scaled(self, factor: float) -> Budget:
         """The same budget with time compressed (factor 1000: one hour lasts 3.6 s)."""
-        return replace(self, window_s=self.window_s / factor)
+        return replace(self, window_s=self.window_s / factor, guard_s=self.guard_s / factor)
 
 
 def units_per_minute(budgets: Iterable[Budget], op: str) -> float:
@@ -121,10 +130,18 @@ BLUESKY_HOST_REQUESTS = Budget("bluesky", "host-requests", 300, 3000)
 BLUESKY_SESSION_5MIN = Budget("bluesky", "create-session-5min", 300, 30, {"login": 1})
 BLUESKY_SESSION_DAY = Budget("bluesky", "create-session-day", 86400, 300, {"login": 1})
 # Mastodon: 400 follows per account per 24 h window (aligned to UTC midnight); 300 requests per
-# 5 min per token; 1,500 per 5 min per user; our own politeness cap per instance.
-MASTODON_FOLLOWS_DAY = Budget("mastodon", "follows-day", 86400, 400, {"follow": 1}, kind="aligned")
-MASTODON_TOKEN_REQUESTS = Budget("mastodon", "token-requests", 300, 300)
-MASTODON_USER_REQUESTS = Budget("mastodon", "user-requests", 300, 1500)
+# 5 min per token and 1,500 per user (Rack::Attack: fixed periods aligned to the epoch); our own
+# politeness cap per instance.
+_SKEW_S = 1.0  # NTP keeps servers within milliseconds; a second spares one that drifted
+MASTODON_FOLLOWS_DAY = Budget(
+    "mastodon", "follows-day", 86400, 400, {"follow": 1}, kind="aligned", guard_s=_SKEW_S
+)
+MASTODON_TOKEN_REQUESTS = Budget(
+    "mastodon", "token-requests", 300, 300, kind="aligned", guard_s=_SKEW_S
+)
+MASTODON_USER_REQUESTS = Budget(
+    "mastodon", "user-requests", 300, 1500, kind="aligned", guard_s=_SKEW_S
+)
 MASTODON_INSTANCE_REQUESTS = Budget("mastodon", "instance-requests", 300, 3000)
 
 BUDGETS: Mapping[str, Budget] = {
@@ -143,7 +160,7 @@ BUDGETS: Mapping[str, Budget] = {
 }
 
 # KEYS: per charge (base, total, server). ARGV: units, min_units, nonce, then per charge
-# (window_ms, cap, per_unit, fixed, kind 0=sliding 1=aligned).
+# (window_ms, cap, per_unit, fixed, kind 0=sliding 1=aligned, guard_ms).
 # Returns {granted, wait_ms, limiting charge index (1-based, 0 = none), Redis time ms};
 # wait_ms -1: never fits.
 _ACQUIRE = """
@@ -158,10 +175,11 @@ local limiting = 0
 local st = {}
 for i = 1, n do
   local base, totk, srvk = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local o = 3 + (i - 1) * 5
+  local o = 3 + (i - 1) * 6
   local win, cap = tonumber(ARGV[o+1]), tonumber(ARGV[o+2])
   local pu, fx, kind = tonumber(ARGV[o+3]), tonumber(ARGV[o+4]), tonumber(ARGV[o+5])
-  local u, w = 0, 0
+  local guard = tonumber(ARGV[o+6])
+  local u, w, shut = 0, 0, 0
   if kind == 0 then
     local old = redis.call('ZRANGEBYSCORE', base, '-inf', now - win)
     u = tonumber(redis.call('GET', totk) or '0')
@@ -176,6 +194,9 @@ for i = 1, n do
     w = math.floor(now / win)
     local h = redis.call('HMGET', base, 'w', 'used')
     if tonumber(h[1]) == w then u = tonumber(h[2]) end
+    local pos = now - w * win
+    if pos < guard then shut = guard - pos
+    elseif pos >= win - guard then shut = win - pos + guard end
   end
   local s = redis.call('HMGET', srvk, 'used', 'extra', 'until')
   local su, suntil = 0, 0
@@ -185,10 +206,11 @@ for i = 1, n do
   end
   local eff = math.max(u, su)
   st[i] = {base=base, totk=totk, srvk=srvk, win=win, cap=cap, pu=pu, fx=fx, kind=kind,
-           u=u, w=w, su=su, suntil=suntil}
+           u=u, w=w, su=su, suntil=suntil, shut=shut, guard=guard}
   local room = cap - eff - fx
   local k
-  if room < 0 then k = -1 elseif pu == 0 then k = units else k = math.floor(room / pu) end
+  if room < 0 or shut > 0 then k = -1
+  elseif pu == 0 then k = units else k = math.floor(room / pu) end
   if k < best then best = k; limiting = i end
 end
 if best >= min_units then
@@ -214,8 +236,8 @@ for i = 1, n do
   local c = st[i]
   local need = c.fx + min_units * c.pu
   if need > c.cap then return {0, -1, i, now} end
-  local wi = 0
-  if c.su + need > c.cap then wi = c.suntil - now end
+  local wi = c.shut
+  if c.su + need > c.cap then wi = math.max(wi, c.suntil - now) end
   if c.u + need > c.cap then
     if c.kind == 0 then
       local entries = redis.call('ZRANGE', c.base, 0, -1, 'WITHSCORES')
@@ -228,7 +250,7 @@ for i = 1, n do
         end
       end
     else
-      wi = math.max(wi, (c.w + 1) * c.win - now)
+      wi = math.max(wi, (c.w + 1) * c.win - now + c.guard)
     end
   end
   if wi > wait then wait = wi; worst = i end
@@ -288,7 +310,8 @@ class RateLimiter:
             base = c.budget.key(c.account)
             keys += [base, f"{base}:total", f"{base}:server"]
             kind = 0 if c.budget.kind == "sliding" else 1
-            argv += [c.budget.window_ms, c.budget.cap, c.per_unit, c.fixed, kind]
+            guard = c.budget.guard_ms if kind else 0
+            argv += [c.budget.window_ms, c.budget.cap, c.per_unit, c.fixed, kind, guard]
         granted, wait_ms, idx, at_ms = (int(x) for x in await self._acquire(keys=keys, args=argv))
         name = charges[idx - 1].budget.name if idx else None
         if wait_ms < 0:

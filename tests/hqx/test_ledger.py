@@ -83,8 +83,17 @@ async def test_cancel_planned_by_origin(pool: asyncpg.Pool, user_id: str) -> Non
 
 
 async def test_allowed_rate_counts_active_accounts_with_planned_follows(
-    pool: asyncpg.Pool, user_id: str
+    fresh_database_url: str, user_id: str
 ) -> None:
+    """Counts over the whole table: a database of its own, whatever ran before."""
+    pool = await db.connect(fresh_database_url)
+    try:
+        await _allowed_rate_counts(pool, user_id)
+    finally:
+        await pool.close()
+
+
+async def _allowed_rate_counts(pool: asyncpg.Pool, user_id: str) -> None:
     users = [f"{user_id}-{i}" for i in range(4)]
     for i, u in enumerate(users):
         await make_user(pool, u)

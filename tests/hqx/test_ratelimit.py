@@ -134,6 +134,50 @@ async def test_aligned_window_waits_until_utc_midnight(limiter: RateLimiter) -> 
     assert g.wait_s == pytest.approx(86400 - now % 86400, abs=2)
 
 
+async def at_window_position(window_s: float, lo: float, hi: float) -> None:
+    """Sleep until the aligned window's position is in [lo, hi) s (Redis runs on our clock)."""
+    while not lo <= time.time() % window_s < hi:
+        await asyncio.sleep(0.005)
+
+
+async def test_aligned_window_opens_at_the_boundary_with_a_guard_at_each_edge(
+    limiter: RateLimiter,
+) -> None:
+    """Mastodon's windows are fixed: a full window reopens at its boundary (a sliding log would
+    stay shut a whole window after its first spend), but never within `guard_s` of an edge."""
+    b = Budget("mastodon", "t", 2.0, 10, kind="aligned", guard_s=0.3, headroom=0.0)
+    a = acct()
+    await at_window_position(2.0, 0.5, 0.7)
+    assert (await limiter.acquire([b.per_call(a)], units=1)).ok
+    for _ in range(9):
+        assert (await limiter.acquire([b.per_call(a)])).ok
+    full = await limiter.acquire([b.per_call(a)])
+    assert not full.ok
+    assert full.wait_s == pytest.approx(2.0 - time.time() % 2.0 + 0.3, abs=0.05)
+
+    await at_window_position(2.0, 1.75, 1.9)  # the end guard: shut although the count is fresh
+    c = acct()
+    end = await limiter.acquire([b.per_call(c)])
+    assert not end.ok
+    assert end.wait_s == pytest.approx(2.0 - time.time() % 2.0 + 0.3, abs=0.05)
+
+    await at_window_position(2.0, 0.05, 0.2)  # the start guard of the next window
+    start = await limiter.acquire([b.per_call(a)])
+    assert not start.ok
+    assert start.wait_s == pytest.approx(0.3 - time.time() % 2.0, abs=0.05)
+
+    await at_window_position(2.0, 0.35, 0.5)  # inside the window: all ten again at once
+    assert (await limiter.acquire([b.per_call(a)], units=10, min_units=10)).ok
+
+
+def test_compression_scales_the_guard_with_the_window() -> None:
+    b = ratelimit.MASTODON_TOKEN_REQUESTS.scaled(24)
+    assert b.window_s == 12.5
+    assert b.guard_s == pytest.approx(1 / 24)
+    tiny = ratelimit.MASTODON_TOKEN_REQUESTS.scaled(1e5)
+    assert tiny.guard_ms <= tiny.window_ms // 4  # a guard never closes a window
+
+
 async def test_refund_gives_points_back(limiter: RateLimiter) -> None:
     a = acct()
     g = await limiter.acquire([HOUR.per_unit(a, "create"), DAY.per_unit(a, "create")], units=100)

@@ -244,3 +244,40 @@ async def test_consent_written_by_the_gateway_first_is_still_honoured(
         await pool.execute("update users set auto_reconnect = '{}' where id = $1", fan)
         await plans.on_consent(conn, fan, {BSKY: False}, now + timedelta(seconds=1))
     assert await ledger_rows(pool, [fan]) == set()  # pending reconnections withdrawn
+
+
+async def test_a_catch_up_before_the_graph_event_stays_the_persons_own_migration(
+    pool: asyncpg.Pool,
+) -> None:
+    """Opting in between the graph stored and its event handled: the catch-up plans the whole
+    graph as reconnections; the graph's forward match takes those rows back, so they go on the
+    migration's lane and a later opt-out does not cancel them."""
+    b = x_base()
+    await joined(pool, b + 2, BSKY)
+    fan = await joined(pool, b + 1, BSKY)
+    await store_graph(pool, fan, b + 1, [b + 2])
+    now = datetime.now(UTC)
+    await pool.execute("update users set auto_reconnect = '{bluesky}' where id = $1", fan)
+    origin = "select origin from follow_ledger where user_id = $1"
+    async with pool.acquire() as conn:
+        await plans.on_consent(conn, fan, {BSKY: True}, now)  # the graph event not yet handled
+        assert await pool.fetchval(origin, fan) == "reverse"
+        work = await plans.on_graph(conn, fan)
+        assert work.dispatch == {BSKY: {fan}}
+        assert await pool.fetchval(origin, fan) == "forward"
+        await pool.execute("update users set auto_reconnect = '{}' where id = $1", fan)
+        await plans.on_consent(conn, fan, {BSKY: False}, now + timedelta(seconds=1))
+    assert await ledger_rows(pool, [fan]) == {(fan, "bluesky", b + 2)}
+
+
+async def test_a_reconnection_already_sent_keeps_its_lane(pool: asyncpg.Pool) -> None:
+    b = x_base()
+    await joined(pool, b + 2, BSKY)
+    fan = await joined(pool, b + 1, BSKY, optin=True)
+    await store_graph(pool, fan, b + 1, [b + 2])
+    async with pool.acquire() as conn:
+        await plans.on_consent(conn, fan, {BSKY: True}, datetime.now(UTC))
+        await pool.execute("update follow_ledger set batch_id = 'sent' where user_id = $1", fan)
+        await plans.on_graph(conn, fan)
+    row = await pool.fetchrow("select origin, batch_id from follow_ledger where user_id = $1", fan)
+    assert (row["origin"], row["batch_id"]) == ("reverse", "sent")
