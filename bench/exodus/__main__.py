@@ -8,13 +8,29 @@ replicas under faults. Plots and raw figures go to bench/results/exodus[-quick][
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import pickle
 import sys
+from pathlib import Path
 
 from bench import stored
+from bench.exodus.check import verify
 from bench.exodus.population import Shape, build
-from bench.exodus.report import as_json, markdown, plots, summary
+from bench.exodus.report import RunResult, as_json, markdown, plots, summary
 from bench.exodus.run import Plan, run
+
+
+def reverify(data_dir: Path) -> int:
+    """The checks again on a day kept by `--keep-data` (after a change to the checks)."""
+    with (data_dir / "verify.pickle").open("rb") as f:
+        shape, tl, seen, factor, leftovers = pickle.load(f)  # our own file, written by run()
+    pop = build(shape)
+    v = verify(pop, tl, seen, factor, leftovers)
+    r = RunResult(str(data_dir), 0, False, len(pop.people), factor, v, tl, {}, [], [], 0.0)
+    print(json.dumps(as_json([r])[0], default=str, indent=1))
+    print(summary([r]))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", default=None, help="comma-separated, e.g. 1,2")
     p.add_argument("--drain-seconds", type=float, default=None)
     p.add_argument("--keep-data", action="store_true", help="keep the run's data dir and logs")
+    p.add_argument("--reverify", type=Path, help="re-run the checks on a kept data dir")
     args = p.parse_args(argv)
+    if args.reverify:
+        return reverify(args.reverify)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     for noisy in ("asyncpg", "nats"):  # the chaos restarts their servers on purpose
         logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from bench.exodus.driver import Networks, Timeline
 from bench.exodus.population import DAY_S, Population
+from bench.exodus.sim_bluesky import Created
+from bench.exodus.sim_mastodon import FollowCall
 from hqx.ratelimit import DEFAULT_HEADROOM
 
 ERASE_GRACE_S = 5.0  # wall seconds for an erase to reach every replica
@@ -95,13 +97,28 @@ BUDGETS = {
 }
 
 
-def limit_min(network: str, n: int, start: float, factor: float) -> float:
+def budgets(network: str, requests: float = 2.0) -> tuple[Budget, ...]:
+    """The network's budgets in follows; on Mastodon a follow costs `requests` on the token
+    (2: a resolve and the follow; 1: the target's id already known on that instance)."""
+    if network != "mastodon":
+        return BUDGETS[network]
+    day, token = BUDGETS[network]
+    return day, Budget(math.floor(_cap(300) / max(1.0, requests)), token.window_s, True)
+
+
+def limit_min(network: str, n: int, start: float, factor: float, requests: float = 2.0) -> float:
     """Wall seconds from `start` to the n-th of n follows ready at `start`, limits alone."""
-    return earliest(network, n, start, factor, floor=0.0)
+    return earliest(network, n, start, factor, floor=0.0, requests=requests)
 
 
 def earliest(
-    network: str, n: int, start: float, factor: float, floor: float, per_follow: float = 0.0
+    network: str,
+    n: int,
+    start: float,
+    factor: float,
+    floor: float,
+    per_follow: float = 0.0,
+    requests: float = 2.0,
 ) -> float:
     """Wall seconds from `start` to the n-th follow at the earliest for this pipeline: its own
     unloaded time to the first follow (`floor`) and between follows of one account
@@ -114,14 +131,15 @@ def earliest(
     """
     if n <= 0:
         return 0.0
-    ts = schedule(BUDGETS[network], [start + floor] * n, factor, per_follow)
+    ts = schedule(budgets(network, requests), [start + floor] * n, factor, per_follow)
     return ts[-1] - start
 
 
 def limit_allowed(network: str, ready: Sequence[float], end: float, factor: float) -> int:
     """How many follows the limits allow by `end`, each no sooner than its ready time (the
-    owner's start, or a late joiner's link): a window left unused cannot serve a later joiner."""
-    return sum(1 for t in schedule(BUDGETS[network], sorted(ready), factor) if t <= end)
+    owner's start, or a late joiner's link): a window left unused cannot serve a later joiner.
+    An upper bound: every Mastodon follow at one request (its target's id known)."""
+    return sum(1 for t in schedule(budgets(network, 1.0), sorted(ready), factor) if t <= end)
 
 
 def unloaded_pace(rows: Sequence[tuple[int, float]]) -> tuple[float, float]:
@@ -182,6 +200,7 @@ class Verdict:
     # (user, network, forward follows, wall s into the day, latency, limits' minimum, earliest):
     # every user the limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
     bound: list[tuple[str, str, int, float, float, float, float]] = field(default_factory=list)
+    bound_requests: dict[str, float] = field(default_factory=dict)  # Mastodon requests/follow
 
     @property
     def bound_ratios(self) -> list[float]:
@@ -214,10 +233,33 @@ class Verdict:
         }
 
 
+@dataclass
+class Seen:
+    """What the simulated networks recorded, apart from their servers: `verify`'s input, which
+    `--keep-data` also pickles next to the logs so the checks can be re-run on a past day."""
+
+    created: list[Created]
+    follow_calls: list[FollowCall]
+    violations: list[str]  # "<network>:<limit>" of each refused request
+    searches: Counter[str]  # Mastodon acct -> searches on its token
+    accts: dict[str, str]  # user id -> Mastodon acct
+
+    @classmethod
+    def of(cls, nets: Networks, pop: Population) -> Seen:
+        return cls(
+            created=list(nets.bluesky.created),
+            follow_calls=list(nets.mastodon.follow_calls),
+            violations=[f"bluesky:{x.limit}" for x in nets.bluesky.violations]
+            + [f"mastodon:{x.limit}" for x in nets.mastodon.violations],
+            searches=Counter(nets.mastodon.searches),
+            accts={p.user_id: nets.acct(p) for p in pop.people if p.mastodon_instance is not None},
+        )
+
+
 def verify(
     pop: Population,
     tl: Timeline,
-    nets: Networks,
+    seen: Seen,
     factor: float,
     leftovers: dict[str, object],
 ) -> Verdict:
@@ -225,17 +267,28 @@ def verify(
     people = {p.user_id: p for p in pop.people}
     erased = {p.user_id for p in pop.people if p.erase_at_s is not None}
     by_did = {p.did: p for p in pop.people if p.bluesky}
-    by_acct = {nets.acct(p).lower(): p for p in pop.people if p.mastodon_instance is not None}
+    by_acct = {seen.accts[p.user_id].lower(): p for p in pop.people if p.user_id in seen.accts}
     end = tl.drained_at or (tl.lag[-1]["t"] if tl.lag else tl.load_end)
 
     # What the networks saw: (owner, network, target) -> wall times of each creation.
     made: dict[tuple[str, str, str], list[float]] = {}
     redundant: Counter[str] = Counter()  # follow calls for a follow that already existed
-    for c in nets.bluesky.created:
+    calls = Counter(f.follower.lower() for f in seen.follow_calls)
+    searches = Counter({a.lower(): n for a, n in seen.searches.items()})
+
+    def requests(user_id: str, net: str) -> float:
+        """Token requests per follow this person's follows took (the resolves the platform had
+        to make: a target resolved before on the same instance costs none)."""
+        a = seen.accts.get(user_id, "").lower()
+        if net != "mastodon" or not calls[a]:
+            return 2.0
+        return min(2.0, 1.0 + searches[a] / calls[a])
+
+    for c in seen.created:
         o, t = by_did.get(c.did), by_did.get(c.subject)
         key = (o.user_id if o else c.did, "bluesky", t.user_id if t else c.subject)
         made.setdefault(key, []).append(c.at)
-    for f in nets.mastodon.follow_calls:
+    for f in seen.follow_calls:
         o, t = by_acct.get(f.follower.lower()), by_acct.get(f.target.lower())
         key = (o.user_id if o else f.follower, "mastodon", t.user_id if t else f.target)
         if f.new:
@@ -244,8 +297,7 @@ def verify(
             v.redundant_calls += 1
             redundant[key[0]] += 1
     v.duplicates = sum(len(ts) - 1 for ts in made.values())
-    v.violations.update(f"bluesky:{x.limit}" for x in nets.bluesky.violations)
-    v.violations.update(f"mastodon:{x.limit}" for x in nets.mastodon.violations)
+    v.violations.update(seen.violations)
 
     required: set[tuple[str, str, str]] = set()
     rows: list[tuple[float, float, float, str, str, int]] = []  # start, latency, min, who
@@ -291,7 +343,7 @@ def verify(
             r, m = v.by_network.get(net, (0, 0))
             v.by_network[net] = (r + len(targets), m + got)
             if n_forward:
-                m = limit_min(net, n_forward, start, factor)
+                m = limit_min(net, n_forward, start, factor, requests(p.user_id, net))
                 rows.append((start, forward_last - start, m, p.user_id, net, n_forward))
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
@@ -320,13 +372,14 @@ def verify(
     v.floor_s = statistics.median(f for f, _ in v.pace.values()) if v.pace else 0.0
     for began, lat, m, user, net, n in rows:
         floor, per = v.pace[net]
-        e = earliest(net, n, began, factor, floor, per)
+        e = earliest(net, n, began, factor, floor, per, requests(user, net))
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / e if e > 0 else 1.0)
         v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
             v.bound.append((user, net, n, began - tl.t0, lat, m, e))
+            v.bound_requests[user] = requests(user, net)
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 

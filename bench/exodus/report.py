@@ -309,6 +309,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "after_erase_first": r.verdict.erased_first,
             "slowest": r.verdict.slowest,
             "bound": r.verdict.bound,
+            "bound_requests_per_follow": r.verdict.bound_requests,
             "objects_left": r.verdict.objects_left_names,
             "dlq": r.verdict.dlq[:50],
             "chaos": r.timeline.chaos,

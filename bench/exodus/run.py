@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.exodus.check import verify
+from bench.exodus.check import Seen, verify
 from bench.exodus.driver import Driver, Networks
 from bench.exodus.orchestra import Orchestra
 from bench.exodus.population import DAY_S, Population
@@ -119,7 +121,11 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
         orch.sample_cpu()
         cpu |= orch.cpu_by_process()
         day_wall = time.time() - wall0
-        verdict = verify(pop, drv.tl, nets, plan.factor, leftovers)
+        seen = Seen.of(nets, pop)
+        if plan.keep_data:
+            with (data_dir / "verify.pickle").open("wb") as f:
+                pickle.dump((pop.shape, drv.tl, seen, plan.factor, leftovers), f)
+        verdict = verify(pop, drv.tl, seen, plan.factor, leftovers)
         orch.sample_rss()
         return RunResult(
             label=label,
@@ -141,5 +147,7 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
         with contextlib.suppress(Exception):
             orch.stop()
         nets.stop()
-        if not plan.keep_data:
+        if plan.keep_data:
+            print(f"exodus: data and logs kept in {data_dir}", file=sys.stderr)
+        else:
             shutil.rmtree(data_dir, ignore_errors=True)

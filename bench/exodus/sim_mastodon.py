@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,7 @@ class MastodonSim:
     by_token: dict[str, Account] = field(default_factory=dict)
     follow_calls: list[FollowCall] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    searches: Counter[str] = field(default_factory=Counter)  # acct -> searches on its token
     down_until: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     limiter: Limiter = field(init=False)
@@ -156,6 +158,8 @@ class MastodonSim:
         me = self._gate(request, "search")
         if isinstance(me, Response):
             return me
+        with self.lock:
+            self.searches[me.acct] += 1
         q = request.query_params.get("q", "").lower().lstrip("@")
         acc = self.by_acct.get(q)
         accounts = [self._json(acc, me.domain)] if acc is not None else []

@@ -79,7 +79,7 @@ def test_allowed_counts_windows_only_for_friends_already_there() -> None:
     ready = [10.0] * 100 + [day + 10.0] * 500  # 100 friends on day one, 500 on day two
     assert limit_allowed("mastodon", ready, 2 * day - 1, 1.0) == 100 + 360
     assert limit_allowed("mastodon", ready, 3 * day - 1, 1.0) == 600
-    assert limit_allowed("mastodon", [10.0] * 500, 20.0, 1.0) == 135  # one 5-min window
+    assert limit_allowed("mastodon", [10.0] * 500, 20.0, 1.0) == 270  # one 5-min window, 1 req
     assert limit_allowed("bluesky", [5.0] * 1600, 3600.0, 1.0) == 1500
 
 
