@@ -14,6 +14,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from bench.exodus.driver import Networks, Timeline
 from bench.exodus.population import DAY_S, Population
@@ -285,12 +286,12 @@ def verify(
         return min(2.0, 1.0 + searches[a] / calls[a])
 
     for c in seen.created:
-        o, t = by_did.get(c.did), by_did.get(c.subject)
-        key = (o.user_id if o else c.did, "bluesky", t.user_id if t else c.subject)
+        who, whom = by_did.get(c.did), by_did.get(c.subject)
+        key = (who.user_id if who else c.did, "bluesky", whom.user_id if whom else c.subject)
         made.setdefault(key, []).append(c.at)
     for f in seen.follow_calls:
-        o, t = by_acct.get(f.follower.lower()), by_acct.get(f.target.lower())
-        key = (o.user_id if o else f.follower, "mastodon", t.user_id if t else f.target)
+        who, whom = by_acct.get(f.follower.lower()), by_acct.get(f.target.lower())
+        key = (who.user_id if who else f.follower, "mastodon", whom.user_id if whom else f.target)
         if f.new:
             made.setdefault(key, []).append(f.at)
         else:
@@ -340,8 +341,8 @@ def verify(
             v.lost += lost
             v.deferred += len(missing) - len(lost)
             v.redundant_by_user[p.user_id] += redundant.get(p.user_id, 0)
-            r, m = v.by_network.get(net, (0, 0))
-            v.by_network[net] = (r + len(targets), m + got)
+            n_required, n_made = v.by_network.get(net, (0, 0))
+            v.by_network[net] = (n_required + len(targets), n_made + got)
             if n_forward:
                 m = limit_min(net, n_forward, start, factor, requests(p.user_id, net))
                 rows.append((start, forward_last - start, m, p.user_id, net, n_forward))
@@ -352,11 +353,11 @@ def verify(
         owner, _, target = key
         if key in required:
             continue
-        for t in ts:
-            for who, side in ((owner, "owner"), (target, "target")):
-                if who in tl.erased and t > tl.erased[who] + ERASE_GRACE_S:
+        for at in ts:
+            for gone, side in ((owner, "owner"), (target, "target")):
+                if gone in tl.erased and at > tl.erased[gone] + ERASE_GRACE_S:
                     v.erased_violations += 1
-                    v.erased_first.append((owner, key[1], target, side, t - tl.erased[who]))
+                    v.erased_first.append((owner, key[1], target, side, at - tl.erased[gone]))
                     break
         if owner not in erased and target not in erased:
             v.unexpected += len(ts)
@@ -383,11 +384,11 @@ def verify(
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 
-    objects = leftovers.get("objects") or []
-    v.objects_left = len(objects)  # type: ignore[arg-type]
-    v.objects_left_names = list(objects)  # type: ignore[call-overload]
-    dlq = leftovers.get("dlq") or []
-    v.dlq_total = len(dlq)  # type: ignore[arg-type]
-    v.dlq = list(dlq)  # type: ignore[call-overload]
-    v.dlq_unexpected = [d for d in dlq if not (people.get(d[0]) and people[d[0]].hostile)]  # type: ignore[union-attr]
+    objects = cast(list[str], leftovers.get("objects") or [])
+    v.objects_left = len(objects)
+    v.objects_left_names = list(objects)
+    dlq = cast(list[tuple[str, str, str]], leftovers.get("dlq") or [])
+    v.dlq_total = len(dlq)
+    v.dlq = list(dlq)
+    v.dlq_unexpected = [d for d in dlq if not (d[0] in people and people[d[0]].hostile)]
     return v
