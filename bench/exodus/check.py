@@ -30,12 +30,14 @@ class Budget:
     """A limit as we may use it (cap after head-room): `units` per `window_s` network seconds.
 
     `aligned`: fixed windows on the epoch (Mastodon); otherwise a window opens at the first
-    spend after the last one closed (the PDS's rate-limiter-flexible).
+    spend after the last one closed (the PDS's rate-limiter-flexible). `requests`: a follow
+    costs the requests it took (Mastodon's per-token budget), otherwise one unit.
     """
 
     units: int
     window_s: float
     aligned: bool
+    requests: bool = False
 
     def min_time(self, n: int, start: float, factor: float) -> float:
         """Wall seconds before the n-th unit can be spent, starting fresh at wall `start`."""
@@ -54,35 +56,42 @@ class _Windows:
             return math.floor(t / self.w) * self.w
         return self.opened if t < self.opened + self.w else t
 
-    def fit(self, t: float) -> float:
-        """The earliest time >= t at which one more unit fits."""
-        if self._start(t) != self.opened or self.used < self.b.units:
+    def _cost(self, requests: int) -> int:
+        return requests if self.b.requests else 1
+
+    def fit(self, t: float, requests: int) -> float:
+        """The earliest time >= t at which one more follow fits."""
+        if self._start(t) != self.opened or self.used + self._cost(requests) <= self.b.units:
             return t
         # NOTE: past the boundary by a microsecond: floor(t / w) of a boundary can round down.
         return self.opened + self.w + (1e-6 if self.b.aligned else 0.0)
 
-    def spend(self, t: float) -> None:
+    def spend(self, t: float, requests: int) -> None:
         start = self._start(t)
         if start != self.opened:
             self.opened, self.used = start, 0
-        self.used += 1
+        self.used += self._cost(requests)
 
 
 def schedule(
-    budgets: Sequence[Budget], ready: Sequence[float], factor: float, per_unit: float = 0.0
+    budgets: Sequence[Budget],
+    ready: Sequence[float],
+    factor: float,
+    requests: Sequence[int] | None = None,
 ) -> list[float]:
-    """Wall time of each unit at the earliest: unit i no sooner than `ready[i]` (ascending), one
-    after another `per_unit` apart, inside every budget's windows (greedy, hence optimal for
-    identical units)."""
+    """Wall time of each follow at the earliest: follow i no sooner than `ready[i]` (ascending)
+    nor than the one before, inside every budget's windows; follow i takes `requests[i]`
+    requests (default 1). Greedy, hence optimal for follows of equal cost."""
     counts = [_Windows(b, factor) for b in budgets]
     out: list[float] = []
     t = -math.inf
-    for r in ready:
-        t = max(r, t + per_unit)
-        while (nt := max(c.fit(t) for c in counts)) > t:
+    for i, r in enumerate(ready):
+        cost = requests[i] if requests is not None else 1
+        t = max(r, t)
+        while (nt := max(c.fit(t, cost) for c in counts)) > t:
             t = nt
         for c in counts:
-            c.spend(t)
+            c.spend(t, cost)
         out.append(t)
     return out
 
@@ -93,23 +102,17 @@ def _cap(points: int, cost: int = 1) -> int:
 
 BUDGETS = {
     "bluesky": (Budget(_cap(5000, 3), 3600, False), Budget(_cap(35000, 3), DAY_S, False)),
-    # a follow is one resolve and one follow request on the person's token
-    "mastodon": (Budget(_cap(400), DAY_S, True), Budget(_cap(300, 2), 300, True)),
+    # per token: 270 requests; a follow takes 2 (a resolve, then the follow) or 1 (the target's
+    # id already resolved on that instance)
+    "mastodon": (Budget(_cap(400), DAY_S, True), Budget(_cap(300), 300, True, requests=True)),
 }
 
 
-def budgets(network: str, requests: float = 2.0) -> tuple[Budget, ...]:
-    """The network's budgets in follows; on Mastodon a follow costs `requests` on the token
-    (2: a resolve and the follow; 1: the target's id already known on that instance)."""
-    if network != "mastodon":
-        return BUDGETS[network]
-    day, token = BUDGETS[network]
-    return day, Budget(math.floor(_cap(300) / max(1.0, requests)), token.window_s, True)
-
-
-def limit_min(network: str, n: int, start: float, factor: float, requests: float = 2.0) -> float:
+def limit_min(
+    network: str, n: int, start: float, factor: float, requests: Sequence[int] | None = None
+) -> float:
     """Wall seconds from `start` to the n-th of n follows ready at `start`, limits alone."""
-    return earliest(network, n, start, factor, floor=0.0, requests=requests)
+    return earliest(network, n, start, factor, 0.0, requests)
 
 
 def earliest(
@@ -118,44 +121,32 @@ def earliest(
     start: float,
     factor: float,
     floor: float,
-    per_follow: float = 0.0,
-    requests: float = 2.0,
+    requests: Sequence[int] | None = None,
 ) -> float:
-    """Wall seconds from `start` to the n-th follow at the earliest for this pipeline: its own
-    unloaded time to the first follow (`floor`) and between follows of one account
-    (`per_follow`), both measured in the run, inside what the limits allow.
+    """Wall seconds from `start` to the n-th follow at the earliest: the pipeline's own unloaded
+    time to a first follow (`floor`, measured in the run), then what the limits allow. On
+    Mastodon follow i takes `requests[i]` requests (default 2: a resolve and the follow).
 
-    NOTE: the windows are compressed, the pipeline is not. At factor 24 a 5-minute window lasts
-    12.5 s, in which an adapter at 60 ms a follow makes only ~200: the limits' 135 are no longer
-    free. Uncompressed, seconds of pipeline are noise against 5 min..24 h windows, so this is
-    the minimum the limits allow this pipeline; `limit_min` (both 0) is reported beside it.
+    NOTE: the windows are compressed, the pipeline is not. At factor 24 a 2.5 s floor is a
+    minute of network time: a start that falls 0.7 s before a window boundary misses it
+    whatever the platform does. Uncompressed, a floor of seconds is noise against 5 min..24 h
+    windows, so `floor + limits` is the minimum the limits allow this pipeline.
     """
     if n <= 0:
         return 0.0
-    ts = schedule(budgets(network, requests), [start + floor] * n, factor, per_follow)
+    ts = schedule(BUDGETS[network], [start + floor] * n, factor, requests or [2] * n)
     return ts[-1] - start
 
 
-def limit_allowed(network: str, ready: Sequence[float], end: float, factor: float) -> int:
+def limit_allowed(
+    network: str, ready: Sequence[float], end: float, factor: float, spent: Sequence[float] = ()
+) -> int:
     """How many follows the limits allow by `end`, each no sooner than its ready time (the
     owner's start, or a late joiner's link): a window left unused cannot serve a later joiner.
-    An upper bound: every Mastodon follow at one request (its target's id known)."""
-    return sum(1 for t in schedule(budgets(network, 1.0), sorted(ready), factor) if t <= end)
-
-
-def unloaded_pace(rows: Sequence[tuple[int, float]]) -> tuple[float, float]:
-    """(floor, per follow) in wall s from (follows, latency) of users no limit delayed: the
-    median pairwise slope (Theil-Sen, robust to a few slow users), then the median intercept."""
-    if not rows:
-        return 0.0, 0.0
-    slopes = [
-        (l2 - l1) / (n2 - n1)
-        for i, (n1, l1) in enumerate(rows)
-        for n2, l2 in rows[i + 1 :]
-        if n2 != n1
-    ]
-    per = max(0.0, statistics.median(slopes)) if slopes else 0.0
-    return max(0.0, statistics.median(lat - per * n for n, lat in rows)), per
+    `spent`: follows of the account that count against its windows but are not asked for here
+    (made to someone who erased themselves later). An upper bound: one request a follow."""
+    ts = schedule(BUDGETS[network], sorted([*ready, *spent]), factor)
+    return max(0, sum(1 for t in ts if t <= end) - len(spent))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -186,9 +177,10 @@ class Verdict:
     ratios: list[float] = field(default_factory=list)  # latency / earliest
     # Late joiners (reverse matches): wall s from the friend linking to the follow made.
     reverse_latency: list[float] = field(default_factory=list)
-    floor_s: float = 0.0  # median over networks of the fitted floor below
-    # network -> (floor, per follow) in wall s: the pipeline's unloaded pace (`unloaded_pace`)
-    pace: dict[str, tuple[float, float]] = field(default_factory=dict)
+    floor_s: float = 0.0  # median over networks of the floor below
+    # network -> wall s from start to the last follow of its first arrivals the limits do not
+    # delay: the pipeline's own unloaded latency
+    floor: dict[str, float] = field(default_factory=dict)
     objects_left: int = 0
     objects_left_names: list[str] = field(default_factory=list)
     dlq: list[tuple[str, str, str]] = field(default_factory=list)
@@ -201,12 +193,11 @@ class Verdict:
     # (user, network, forward follows, wall s into the day, latency, limits' minimum, earliest):
     # every user the limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
     bound: list[tuple[str, str, int, float, float, float, float]] = field(default_factory=list)
-    bound_requests: dict[str, float] = field(default_factory=dict)  # Mastodon requests/follow
+    bound_requests: dict[str, float] = field(default_factory=dict)  # requests per follow
 
     @property
     def bound_ratios(self) -> list[float]:
-        """Latency / earliest (the limits at the pipeline's unloaded pace) of each limit-bound
-        user: the target."""
+        """Latency / earliest (floor, then the limits) of each limit-bound user: the target."""
         return [lat / e for *_, lat, _m, e in self.bound]
 
     @property
@@ -228,7 +219,7 @@ class Verdict:
             "0 follows after erase": self.erased_violations == 0,
             "no raw archive left": self.objects_left == 0,
             "DLQ holds only hostile inputs": not self.dlq_unexpected,
-            "p99 <= 1.1 x minimum (limit-bound users, limits at the unloaded pace)": (
+            "p99 <= 1.1 x minimum (limit-bound users, floor then limits)": (
                 pct(self.bound_ratios, 0.99) <= 1.1 if self.bound_ratios else None
             ),
         }
@@ -274,16 +265,15 @@ def verify(
     # What the networks saw: (owner, network, target) -> wall times of each creation.
     made: dict[tuple[str, str, str], list[float]] = {}
     redundant: Counter[str] = Counter()  # follow calls for a follow that already existed
-    calls = Counter(f.follower.lower() for f in seen.follow_calls)
-    searches = Counter({a.lower(): n for a, n in seen.searches.items()})
-
-    def requests(user_id: str, net: str) -> float:
-        """Token requests per follow this person's follows took (the resolves the platform had
-        to make: a target resolved before on the same instance costs none)."""
-        a = seen.accts.get(user_id, "").lower()
-        if net != "mastodon" or not calls[a]:
-            return 2.0
-        return min(2.0, 1.0 + searches[a] / calls[a])
+    # A Mastodon follow takes a resolve only where no one on the follower's instance followed
+    # that account before: the least work any platform can do (ids are per instance).
+    known: set[tuple[str, str]] = set()
+    resolves: set[tuple[str, str]] = set()  # (follower, target) accts whose follow needed one
+    for f in sorted(seen.follow_calls, key=lambda f: f.at):
+        where = (f.follower.lower().partition("@")[2], f.target.lower())
+        if where not in known:
+            known.add(where)
+            resolves.add((f.follower.lower(), f.target.lower()))
 
     for c in seen.created:
         who, whom = by_did.get(c.did), by_did.get(c.subject)
@@ -301,7 +291,8 @@ def verify(
     v.violations.update(seen.violations)
 
     required: set[tuple[str, str, str]] = set()
-    rows: list[tuple[float, float, float, str, str, int]] = []  # start, latency, min, who
+    # start, latency, limits' minimum, who, network, requests of each forward follow
+    rows: list[tuple[float, float, float, str, str, list[int]]] = []
     for p in pop.people:
         if p.hostile:
             v.hostile += 1
@@ -319,6 +310,7 @@ def verify(
             ]
             forward_last, n_forward = start, 0
             ready: list[float] = []
+            forward_requests: list[tuple[float, int]] = []  # (when made, requests)
             for t in targets:
                 key = (p.user_id, net, t.user_id)
                 required.add(key)
@@ -327,11 +319,19 @@ def verify(
                 if linked < start:
                     n_forward += 1
                     # NOTE: a follow never made counts as made at the end of the run (censored).
-                    forward_last = max(forward_last, min(made[key]) if key in made else end)
+                    at = min(made[key]) if key in made else end
+                    forward_last = max(forward_last, at)
+                    pair = (seen.accts.get(p.user_id, "").lower(), seen.accts.get(t.user_id, ""))
+                    cheap = key in made and (pair[0], pair[1].lower()) not in resolves
+                    forward_requests.append((at, 1 if cheap else 2))
                 elif key in made:
                     v.reverse_latency.append(min(made[key]) - linked)
             got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
-            allowed = limit_allowed(net, ready, end, factor)
+            mine = {(p.user_id, net, t.user_id) for t in targets}
+            spent = [  # made to someone who erased themselves later: their windows' share
+                min(ts) for k, ts in made.items() if k[:2] == (p.user_id, net) and k not in mine
+            ]
+            allowed = limit_allowed(net, ready, end, factor, spent)
             v.allowed += allowed
             # Not made: lost if the limits allowed more than was made by the end of the run,
             # otherwise still waiting for a limit window (planned; Mastodon's daily cap).
@@ -344,8 +344,9 @@ def verify(
             n_required, n_made = v.by_network.get(net, (0, 0))
             v.by_network[net] = (n_required + len(targets), n_made + got)
             if n_forward:
-                m = limit_min(net, n_forward, start, factor, requests(p.user_id, net))
-                rows.append((start, forward_last - start, m, p.user_id, net, n_forward))
+                reqs = [r for _, r in sorted(forward_requests)]
+                m = limit_min(net, n_forward, start, factor, reqs)
+                rows.append((start, forward_last - start, m, p.user_id, net, reqs))
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
     v.lost.sort()
@@ -362,25 +363,25 @@ def verify(
         if owner not in erased and target not in erased:
             v.unexpected += len(ts)
 
-    # Latency vs what the limits allow this pipeline: its own unloaded pace (time to the first
-    # follow, time per follow of one account), fitted per network on the first arrivals, whose
-    # follows the limits do not delay; both measured here.
-    rows.sort()
+    # Latency vs what the limits allow, above the pipeline's own floor (the unloaded latency
+    # of the first arrivals on each network, whose follows the limits do not delay), both
+    # measured here.
+    rows.sort(key=lambda r: r[0])
     for net in {r[4] for r in rows}:
-        mine = [r for r in rows if r[4] == net]
-        early = [(r[5], r[1]) for r in mine[: max(5, len(mine) // 10)] if r[2] == 0]
-        v.pace[net] = unloaded_pace(early)
-    v.floor_s = statistics.median(f for f, _ in v.pace.values()) if v.pace else 0.0
-    for began, lat, m, user, net, n in rows:
-        floor, per = v.pace[net]
-        e = earliest(net, n, began, factor, floor, per, requests(user, net))
+        mine_rows = [r for r in rows if r[4] == net]
+        early = [r[1] for r in mine_rows[: max(5, len(mine_rows) // 10)] if r[2] == 0]
+        v.floor[net] = statistics.median(early) if early else min(r[1] for r in mine_rows)
+    v.floor_s = statistics.median(v.floor.values()) if v.floor else 0.0
+    for began, lat, m, user, net, reqs in rows:
+        n = len(reqs)
+        e = earliest(net, n, began, factor, v.floor[net], reqs)
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / e if e > 0 else 1.0)
         v.slowest.append((v.ratios[-1], user, net, n, lat, m))
         if m > 0:
             v.bound.append((user, net, n, began - tl.t0, lat, m, e))
-            v.bound_requests[user] = requests(user, net)
+            v.bound_requests[user] = sum(reqs) / n
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 

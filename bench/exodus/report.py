@@ -103,7 +103,7 @@ def plots(results: list[RunResult], prefix: str = "exodus") -> list[Path]:
                 ax.plot(s, [i / len(s) for i in range(1, len(s) + 1)], label=r.label)
         ax.axvline(1.1, color="red", alpha=0.5, label="target 1.1")
         ax.set_xscale("log")
-        ax.set_xlabel("upload-to-last-follow / earliest (limits at the unloaded pace)")
+        ax.set_xlabel("upload-to-last-follow / earliest (pipeline floor, then limits)")
         ax.set_ylabel("share of users x networks")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -124,7 +124,7 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         "Ratios are to limits or baselines measured in the same run.",
         "",
         "| run | users | factor | required follows | made / allowed | violations | duplicates |"
-        " lost | after-erase | limit-bound users | p99 / minimum (limits at the unloaded pace) |"
+        " lost | after-erase | limit-bound users | p99 / minimum (floor, then limits) |"
         " p99 / limits alone | raw archives left | DLQ (unexpected) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -145,15 +145,15 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         "",
     ]
     lines += [
-        "| run | unloaded pace: floor, per follow (wall s) | p50 | p99 | p50 minimum |"
+        "| run | floor (pipeline, unloaded; wall s) | p50 | p99 | p50 minimum |"
         " p99 minimum | p50 / earliest | p99 / earliest |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         v, k = r.verdict, r.factor / 60
-        pace = ", ".join(f"{n} {_f(f, 2)}, {_f(p, 3)}" for n, (f, p) in sorted(v.pace.items()))
+        floor = ", ".join(f"{n} {_f(f, 2)}" for n, f in sorted(v.floor.items()))
         lines.append(
-            f"| {r.label} | {pace or 'n/a'} | {_f(pct(v.latency, 0.5) * k, 1)} |"
+            f"| {r.label} | {floor or 'n/a'} | {_f(pct(v.latency, 0.5) * k, 1)} |"
             f" {_f(pct(v.latency, 0.99) * k, 1)} | {_f(pct(v.minimum, 0.5) * k, 1)} |"
             f" {_f(pct(v.minimum, 0.99) * k, 1)} | {_f(pct(v.ratios, 0.5))} |"
             f" {_f(pct(v.ratios, 0.99))} |"
@@ -299,7 +299,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "p99_bound_ratio": pct(r.verdict.bound_ratios, 0.99),
             "p99_limits_only_ratio": pct(r.verdict.limits_only_ratios, 0.99),
             "bound_users": len(r.verdict.bound_ratios),
-            "pace": r.verdict.pace,
+            "floor_s": r.verdict.floor,
             "redundant_calls": r.verdict.redundant_calls,
             "redundant_by_user": dict(r.verdict.redundant_by_user.most_common(30)),
             "reverse_p50_s": pct(r.verdict.reverse_latency, 0.5),
