@@ -323,7 +323,7 @@ def verify(
                     forward_last = max(forward_last, at)
                     pair = (seen.accts.get(p.user_id, "").lower(), seen.accts.get(t.user_id, ""))
                     cheap = key in made and (pair[0], pair[1].lower()) not in resolves
-                    forward_requests.append((at, 1 if cheap else 2))
+                    forward_requests.append((at, 1 if cheap or net != "mastodon" else 2))
                 elif key in made:
                     v.reverse_latency.append(min(made[key]) - linked)
             got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
