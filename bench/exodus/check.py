@@ -164,8 +164,8 @@ class Verdict:
     lost: list[tuple[str, str, str]] = field(default_factory=list)  # allowed, not made
     deferred: int = 0  # required, not made, beyond what the limits allowed by the end
     duplicates: int = 0
-    redundant_calls: int = 0  # Mastodon follow calls for an existing follow: no harm, but
-    # they spend the person's request budget (and our count of their daily follows)
+    # Mastodon follow calls for an existing follow, per owner: no harm, but they spend the
+    # person's request budget (and our count of their daily follows)
     redundant_by_user: Counter[str] = field(default_factory=Counter)
     unexpected: int = 0
     erased_violations: int = 0
@@ -204,6 +204,10 @@ class Verdict:
     def limits_only_ratios(self) -> list[float]:
         """Latency / the limits' minimum alone, as if the pipeline took no time (compressed)."""
         return [lat / m for *_, lat, m, _e in self.bound]
+
+    @property
+    def redundant_calls(self) -> int:
+        return sum(self.redundant_by_user.values())
 
     @property
     def made_over_allowed(self) -> float:
@@ -264,29 +268,28 @@ def verify(
 
     # What the networks saw: (owner, network, target) -> wall times of each creation.
     made: dict[tuple[str, str, str], list[float]] = {}
-    redundant: Counter[str] = Counter()  # follow calls for a follow that already existed
     # A Mastodon follow takes a resolve only where no one on the follower's instance followed
     # that account before: the least work any platform can do (ids are per instance).
     known: set[tuple[str, str]] = set()
     resolves: set[tuple[str, str]] = set()  # (follower, target) accts whose follow needed one
-    for f in sorted(seen.follow_calls, key=lambda f: f.at):
-        where = (f.follower.lower().partition("@")[2], f.target.lower())
-        if where not in known:
-            known.add(where)
-            resolves.add((f.follower.lower(), f.target.lower()))
-
     for c in seen.created:
         who, whom = by_did.get(c.did), by_did.get(c.subject)
         key = (who.user_id if who else c.did, "bluesky", whom.user_id if whom else c.subject)
         made.setdefault(key, []).append(c.at)
-    for f in seen.follow_calls:
-        who, whom = by_acct.get(f.follower.lower()), by_acct.get(f.target.lower())
+    for f in sorted(seen.follow_calls, key=lambda f: f.at):
+        follower, target = f.follower.lower(), f.target.lower()
+        if (where := (follower.partition("@")[2], target)) not in known:
+            known.add(where)
+            resolves.add((follower, target))
+        who, whom = by_acct.get(follower), by_acct.get(target)
         key = (who.user_id if who else f.follower, "mastodon", whom.user_id if whom else f.target)
         if f.new:
             made.setdefault(key, []).append(f.at)
         else:
-            v.redundant_calls += 1
-            redundant[key[0]] += 1
+            v.redundant_by_user[key[0]] += 1
+    by_owner: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (owner, net) -> made
+    for key in made:
+        by_owner.setdefault(key[:2], []).append(key)
     v.duplicates = sum(len(ts) - 1 for ts in made.values())
     v.violations.update(seen.violations)
 
@@ -309,6 +312,7 @@ def verify(
                 if net in t.networks() and t.user_id not in erased and (t.user_id, net) in tl.links
             ]
             forward_last, n_forward = start, 0
+            owner_acct = seen.accts.get(p.user_id, "").lower()
             ready: list[float] = []
             forward_requests: list[tuple[float, int]] = []  # (when made, requests)
             for t in targets:
@@ -321,15 +325,15 @@ def verify(
                     # NOTE: a follow never made counts as made at the end of the run (censored).
                     at = min(made[key]) if key in made else end
                     forward_last = max(forward_last, at)
-                    pair = (seen.accts.get(p.user_id, "").lower(), seen.accts.get(t.user_id, ""))
-                    cheap = key in made and (pair[0], pair[1].lower()) not in resolves
+                    pair = (owner_acct, seen.accts.get(t.user_id, "").lower())
+                    cheap = key in made and pair not in resolves
                     forward_requests.append((at, 1 if cheap or net != "mastodon" else 2))
                 elif key in made:
                     v.reverse_latency.append(min(made[key]) - linked)
             got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
             mine = {(p.user_id, net, t.user_id) for t in targets}
             spent = [  # made to someone who erased themselves later: their windows' share
-                min(ts) for k, ts in made.items() if k[:2] == (p.user_id, net) and k not in mine
+                min(made[k]) for k in by_owner.get((p.user_id, net), ()) if k not in mine
             ]
             allowed = limit_allowed(net, ready, end, factor, spent)
             v.allowed += allowed
@@ -340,7 +344,6 @@ def verify(
             lost = missing[: max(0, allowed - got)]
             v.lost += lost
             v.deferred += len(missing) - len(lost)
-            v.redundant_by_user[p.user_id] += redundant.get(p.user_id, 0)
             n_required, n_made = v.by_network.get(net, (0, 0))
             v.by_network[net] = (n_required + len(targets), n_made + got)
             if n_forward:
