@@ -103,7 +103,7 @@ def plots(results: list[RunResult], prefix: str = "exodus") -> list[Path]:
                 ax.plot(s, [i / len(s) for i in range(1, len(s) + 1)], label=r.label)
         ax.axvline(1.1, color="red", alpha=0.5, label="target 1.1")
         ax.set_xscale("log")
-        ax.set_xlabel("upload-to-last-follow / earliest (pipeline floor, then limits)")
+        ax.set_xlabel("upload-to-last-follow / earliest (pipeline floor and pace, limits)")
         ax.set_ylabel("share of users x networks")
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -121,10 +121,13 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         f"Command: `{command}`. Whole pipeline, every service its own process, against simulated",
         "Bluesky PDSs and Mastodon instances enforcing ARCHITECTURE §6 limits with time",
         "compressed by the factor below. Users are driven on the bus (see bench/exodus/driver.py).",
-        "Ratios are to limits or baselines measured in the same run.",
+        "Ratios are to limits or baselines measured in the same run. A person's minimum",
+        "(earliest) is what the limits allow a client as fast as this pipeline: its floor (time",
+        "to a first follow of the first arrivals), then no faster than its pace (the fastest 100",
+        "consecutive follows of one account in the run), inside the limits' windows.",
         "",
         "| run | users | factor | required follows | made / allowed | violations | duplicates |"
-        " lost | after-erase | limit-bound users | p99 / minimum (floor, then limits) |"
+        " lost | after-erase | limit-bound users | p99 / minimum (floor, pace, limits) |"
         " p99 / limits alone | raw archives left | DLQ (unexpected) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -145,13 +148,16 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
         "",
     ]
     lines += [
-        "| run | floor (pipeline, unloaded; wall s) | p50 | p99 | p50 minimum |"
+        "| run | pipeline floor (wall s); pace (wall ms a follow) | p50 | p99 | p50 minimum |"
         " p99 minimum | p50 / earliest | p99 / earliest |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         v, k = r.verdict, r.factor / 60
-        floor = ", ".join(f"{n} {_f(f, 2)}" for n, f in sorted(v.floor.items()))
+        floor = ", ".join(
+            f"{n} {_f(f, 2)}; {_f(v.pace.get(n, 0.0) * 1000, 1)} ms"
+            for n, f in sorted(v.floor.items())
+        )
         lines.append(
             f"| {r.label} | {floor or 'n/a'} | {_f(pct(v.latency, 0.5) * k, 1)} |"
             f" {_f(pct(v.latency, 0.99) * k, 1)} | {_f(pct(v.minimum, 0.5) * k, 1)} |"
@@ -300,6 +306,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "p99_limits_only_ratio": pct(r.verdict.limits_only_ratios, 0.99),
             "bound_users": len(r.verdict.bound_ratios),
             "floor_s": r.verdict.floor,
+            "pace_s": r.verdict.pace,
             "redundant_calls": r.verdict.redundant_calls,
             "redundant_by_user": dict(r.verdict.redundant_by_user.most_common(30)),
             "reverse_p50_s": pct(r.verdict.reverse_latency, 0.5),

@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bench.exodus.check import BUDGETS, Budget, earliest, limit_allowed, limit_min
+from bench.exodus.check import (
+    BUDGETS,
+    Budget,
+    earliest,
+    fastest_pace,
+    limit_allowed,
+    limit_min,
+)
 from bench.exodus.loopback import LoopbackServer
 from bench.exodus.population import Shape, build
 from bench.exodus.run import Plan, run
@@ -54,6 +61,25 @@ def test_earliest_is_the_floor_then_the_limits() -> None:
     assert limit_min("mastodon", n, start, 24) == pytest.approx(0.7, abs=1e-3)
     assert earliest("mastodon", n, start, 24, floor=2.5) == pytest.approx(0.7 + w, abs=1e-3)
     assert earliest("mastodon", five_min.units // 2, start, 24, floor=2.5) == 2.5
+
+
+def test_earliest_is_no_faster_than_the_pipelines_pace() -> None:
+    """200 follows of 2 requests, 0.91 s before a boundary. The limits alone allow 135 follows
+    at once and the rest at the boundary; at 20 ms a follow only 46 fit before it, 135 in the
+    next window, and the last 19 wait for the one after."""
+    w = BUDGETS["mastodon"][1].window_s / 24
+    start = 1000 * w - 0.91
+    assert earliest("mastodon", 200, start, 24, floor=0.0) == pytest.approx(0.91, abs=1e-3)
+    paced = earliest("mastodon", 200, start, 24, floor=0.0, pace=0.02)
+    assert paced == pytest.approx(0.91 + w + 18 * 0.02, abs=1e-3)
+    assert earliest("mastodon", 100, start, 24, floor=0.5, pace=0.02) == pytest.approx(2.48)
+
+
+def test_fastest_pace_is_one_accounts_best_run_of_follows() -> None:
+    accounts = [[0.0, 1.0, 2.0, 3.0], [9.0, 5.0, 5.5, 6.0]]  # the second: 0.5 s a follow
+    assert fastest_pace(accounts, 3) == 0.5
+    assert fastest_pace(accounts, 4) == 1.0  # the first's 0..3 beats the second's 5..9
+    assert fastest_pace(accounts, 5) == 0.0  # no account made 5: no ceiling
 
 
 def test_a_follow_whose_target_is_already_known_takes_one_request() -> None:
