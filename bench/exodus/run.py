@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.exodus.check import Seen, verify
+from bench.exodus.check import LATENCY_CHECK, Seen, verify
 from bench.exodus.driver import Driver, Networks
 from bench.exodus.orchestra import Orchestra
 from bench.exodus.population import DAY_S, Population
@@ -108,6 +108,7 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
     data_dir = Path(tempfile.mkdtemp(prefix="hqx-exodus-"))
     orch = Orchestra(data_dir, replicas=plan.replicas, env=service_env(plan))
     nets = Networks(plan.factor, pop.shape.mastodon_instances)
+    keep = plan.keep_data
     try:
         orch.start_servers()
         nets.start()
@@ -122,10 +123,13 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
         cpu |= orch.cpu_by_process()
         day_wall = time.time() - wall0
         seen = Seen.of(nets, pop)
-        if plan.keep_data:
-            with (data_dir / "verify.pickle").open("wb") as f:
-                pickle.dump((pop.shape, drv.tl, seen, plan.factor, leftovers), f)
+        with (data_dir / "verify.pickle").open("wb") as f:
+            pickle.dump((pop.shape, drv.tl, seen, plan.factor, leftovers), f)
         verdict = verify(pop, drv.tl, seen, plan.factor, leftovers)
+        # A run that breaks exactly-once, the limits or the data lifecycle keeps its logs: an
+        # intermittent failure must be readable after the fact.
+        broken = [k for k, ok in verdict.passed().items() if ok is False and k != LATENCY_CHECK]
+        keep = keep or bool(broken)
         orch.sample_rss()
         return RunResult(
             label=label,
@@ -143,11 +147,14 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
             cpu_s=cpu,
             cpu_capacity_s=day_wall * (os.cpu_count() or 1),
         )
+    except BaseException:
+        keep = True
+        raise
     finally:
         with contextlib.suppress(Exception):
             orch.stop()
         nets.stop()
-        if plan.keep_data:
+        if keep:
             print(f"exodus: data and logs kept in {data_dir}", file=sys.stderr)
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
