@@ -248,6 +248,20 @@ class Verdict:
         }
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One person on one network, for the latency target: wall s from `start` to their first
+    and last forward follow, the limits' minimum, and each forward follow's requests."""
+
+    start: float
+    to_first: float
+    latency: float
+    minimum: float
+    user: str
+    network: str
+    requests: list[int]
+
+
 @dataclass
 class Seen:
     """What the simulated networks recorded, apart from their servers: `verify`'s input, which
@@ -306,6 +320,7 @@ def verify(
             made.setdefault(key, []).append(f.at)
         else:
             v.redundant_by_user[key[0]] += 1
+    first = {key: min(ts) for key, ts in made.items()}  # when each follow was first made
     by_owner: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (owner, net) -> made
     for key in made:
         by_owner.setdefault(key[:2], []).append(key)
@@ -313,8 +328,7 @@ def verify(
     v.violations.update(seen.violations)
 
     required: set[tuple[str, str, str]] = set()
-    # start, to the first and the last forward follow, limits' minimum, who, network, requests
-    rows: list[tuple[float, float, float, float, str, str, list[int]]] = []
+    rows: list[_Row] = []
     for p in pop.people:
         if p.hostile:
             v.hostile += 1
@@ -342,17 +356,17 @@ def verify(
                 if linked < start:
                     n_forward += 1
                     # NOTE: a follow never made counts as made at the end of the run (censored).
-                    at = min(made[key]) if key in made else end
+                    at = first.get(key, end)
                     forward_first, forward_last = min(forward_first, at), max(forward_last, at)
                     pair = (owner_acct, seen.accts.get(t.user_id, "").lower())
                     cheap = key in made and pair not in resolves
                     forward_requests.append((at, 1 if cheap or net != "mastodon" else 2))
                 elif key in made:
-                    v.reverse_latency.append(min(made[key]) - linked)
+                    v.reverse_latency.append(first[key] - linked)
             got = sum(1 for t in targets if (p.user_id, net, t.user_id) in made)
             mine = {(p.user_id, net, t.user_id) for t in targets}
             spent = [  # made to someone who erased themselves later: their windows' share
-                min(made[k]) for k in by_owner.get((p.user_id, net), ()) if k not in mine
+                first[k] for k in by_owner.get((p.user_id, net), ()) if k not in mine
             ]
             allowed = limit_allowed(net, ready, end, factor, spent)
             v.allowed += allowed
@@ -368,8 +382,8 @@ def verify(
             if n_forward:
                 reqs = [r for _, r in sorted(forward_requests)]
                 m = limit_min(net, n_forward, start, factor, reqs)
-                lat = forward_last - start
-                rows.append((start, forward_first - start, lat, m, p.user_id, net, reqs))
+                to_first, lat = forward_first - start, forward_last - start
+                rows.append(_Row(start, to_first, lat, m, p.user_id, net, reqs))
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
     v.lost.sort()
@@ -389,24 +403,26 @@ def verify(
     # Latency vs what the limits allow a client as fast as this pipeline: its own floor (time
     # to a first follow of the first arrivals on each network, whose follows the limits do not
     # delay), then its fastest one-account pace; all measured here.
-    rows.sort(key=lambda r: r[0])
-    for net in {r[5] for r in rows}:
-        mine_rows = [r for r in rows if r[5] == net]
-        early = [r[1] for r in mine_rows[: max(5, len(mine_rows) // 10)] if r[3] == 0]
-        v.floor[net] = statistics.median(early) if early else min(r[1] for r in mine_rows)
-        accounts = [[min(made[k]) for k in ks] for (_, n), ks in by_owner.items() if n == net]
+    rows.sort(key=lambda r: r.start)
+    for net in {r.network for r in rows}:
+        mine_rows = [r for r in rows if r.network == net]
+        early = [r.to_first for r in mine_rows[: max(5, len(mine_rows) // 10)] if r.minimum == 0]
+        v.floor[net] = statistics.median(early) if early else min(r.to_first for r in mine_rows)
+        accounts = [[first[k] for k in ks] for (_, n), ks in by_owner.items() if n == net]
         v.pace[net] = fastest_pace(accounts, PACE_RUN)
     v.floor_s = statistics.median(v.floor.values()) if v.floor else 0.0
-    for began, _first, lat, m, user, net, reqs in rows:
-        n = len(reqs)
-        e = earliest(net, n, began, factor, v.floor[net], reqs, v.pace[net])
+    for r in rows:
+        n, lat, m = len(r.requests), r.latency, r.minimum
+        e = earliest(
+            r.network, n, r.start, factor, v.floor[r.network], r.requests, v.pace[r.network]
+        )
         v.latency.append(lat)
         v.minimum.append(m)
         v.ratios.append(lat / e if e > 0 else 1.0)
-        v.slowest.append((v.ratios[-1], user, net, n, lat, m))
+        v.slowest.append((v.ratios[-1], r.user, r.network, n, lat, m))
         if m > 0:
-            v.bound.append((user, net, n, began - tl.t0, lat, m, e))
-            v.bound_requests[user] = sum(reqs) / n
+            v.bound.append((r.user, r.network, n, r.start - tl.t0, lat, m, e))
+            v.bound_requests[r.user] = sum(r.requests) / n
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 
