@@ -21,7 +21,10 @@ NAME = "mastodon_adapter"
 
 def create(settings: Settings) -> Service:
     svc = Service(NAME, settings)
-    clients = AccountClients(settings.verify)
+    specs = CONSUMERS_BY_SERVICE[NAME]
+    # every lane's batches, each with its follows in flight, may be waiting on a call at once
+    threads = len(specs) * settings.concurrency * settings.follows_in_flight
+    clients = AccountClients(settings.verify, threads=threads)
     deps: dict[str, Deps] = {}
     budgets = Budgets.build(settings.headroom, settings.time_compression)
 
@@ -36,7 +39,7 @@ def create(settings: Settings) -> Service:
     rate = units_per_minute((budgets.follows,), "follow")
     svc.background(lambda: report_allowed_rate(svc.pool, "mastodon", rate, service=NAME))
     svc.on_stop(functools.partial(_close, clients))
-    for spec in CONSUMERS_BY_SERVICE[NAME]:
+    for spec in specs:
         svc.consume(spec, (FollowRequested,), handler, concurrency=settings.concurrency)
     return svc
 

@@ -1,7 +1,11 @@
 """The only module that imports Mastodon.py: calls to an instance, errors mapped to ours.
 
-Every call is blocking (requests) and runs in a worker thread (`asyncio.to_thread`). Each
-`AccountClient` owns its `requests.Session` with `trust_env = False`: `REQUESTS_CA_BUNDLE` /
+Every call is blocking (requests) and runs in a worker thread: an account's calls in the
+pool of `AccountClients` (sized for every call the adapter has in flight; asyncio's default
+pool has cpu + 4 threads, six here, fewer than the batches that wait on it), linking calls in
+`asyncio.to_thread`. Each
+`AccountClient` owns its `requests.Session` (thread-safe for concurrent calls: urllib3's pool)
+with `trust_env = False`: `REQUESTS_CA_BUNDLE` /
 `CURL_CA_BUNDLE` in the environment would otherwise override `verify`, and `.netrc` could
 inject credentials. Mastodon.py runs with `ratelimit_method="throw"`: it never sleeps; a 429
 becomes `RateLimitedError` carrying the reset parsed from `X-RateLimit-Reset` by our own code.
@@ -13,9 +17,11 @@ import asyncio
 import base64
 import hashlib
 import secrets
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -51,9 +57,12 @@ class MastodonCallError(HqxError):
 class RateLimitedError(MastodonCallError):
     code = Reason.RATE_LIMITED
 
-    def __init__(self, reset_at: float | None, message: str = "") -> None:
+    def __init__(
+        self, reset_at: float | None, message: str = "", headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message=message)
         self.reset_at = reset_at
+        self.headers: Mapping[str, str] = headers or {}
 
 
 class FollowCapError(MastodonCallError):
@@ -118,15 +127,29 @@ class Resolved:
 class Relationship:
     following: bool
     requested: bool
+    # The follow response's `X-RateLimit-*` (and other) headers, for `budgets.observe_headers`.
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 class AccountClient:
-    """One account's token on one instance. Calls are serialized by the caller (one batch)."""
+    """One account's token on one instance; a batch may make several calls at once.
 
-    def __init__(self, base_url: str, token: str, *, verify: bool | str = True) -> None:
+    Each call's response headers are kept per worker thread (the response hook runs in the
+    thread that made the request), so concurrent calls never read each other's.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        verify: bool | str = True,
+        executor: Executor | None = None,
+    ) -> None:
         self.base_url = base_url
         self._session = _session(verify)
-        self.last_headers: Mapping[str, str] = {}
+        self._executor = executor
+        self._local = threading.local()
         self._session.hooks["response"].append(self._remember)
         self._api = Mastodon(
             access_token=token,
@@ -138,7 +161,7 @@ class AccountClient:
         )
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.last_headers = response.headers  # case-insensitive
+        self._local.headers = response.headers  # case-insensitive
 
     def close(self) -> None:
         self._session.close()
@@ -168,24 +191,32 @@ class AccountClient:
         return None
 
     async def follow(self, account_id: str) -> Relationship:
-        try:
-            rel = await self._call(lambda: self._api.account_follow(account_id))
-        except MastodonCallError:
-            raise
-        return Relationship(bool(rel.get("following")), bool(rel.get("requested")))
+        rel, headers = await self._in_thread(lambda: self._api.account_follow(account_id))
+        return Relationship(bool(rel.get("following")), bool(rel.get("requested")), headers)
 
     async def verify_credentials(self) -> dict[str, Any]:
         return dict(await self._call(self._api.account_verify_credentials))
 
     async def _call(self, fn: Any) -> Any:
-        return await asyncio.to_thread(self._map_errors, fn)
+        result, _ = await self._in_thread(fn)
+        return result
+
+    async def _in_thread(self, fn: Any) -> tuple[Any, Mapping[str, str]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._with_headers, fn)
+
+    def _with_headers(self, fn: Any) -> tuple[Any, Mapping[str, str]]:
+        """(result, the response's headers), in the worker thread that makes the call."""
+        self._local.headers = {}
+        return self._map_errors(fn), self._local.headers
 
     def _map_errors(self, fn: Any) -> Any:
         try:
             return fn()
         except MastodonRatelimitError as e:
-            reset = parse_reset(self.last_headers.get("X-RateLimit-Reset"))
-            raise RateLimitedError(reset, "429 from the instance") from e
+            headers = self._local.headers
+            reset = parse_reset(headers.get("X-RateLimit-Reset"))
+            raise RateLimitedError(reset, "429 from the instance", headers) from e
         except MastodonUnauthorizedError as e:
             raise UnauthorizedError(message="token refused (401)") from e
         except MastodonNotFoundError as e:
@@ -199,8 +230,9 @@ class AccountClient:
             if status in (403, 410):
                 raise TargetError(Reason.BLOCKED if status == 403 else Reason.TARGET_DELETED) from e
             if status == 429:
-                reset = parse_reset(self.last_headers.get("X-RateLimit-Reset"))
-                raise RateLimitedError(reset) from e
+                headers = self._local.headers
+                reset = parse_reset(headers.get("X-RateLimit-Reset"))
+                raise RateLimitedError(reset, "429 from the instance", headers) from e
             raise
 
 
@@ -342,20 +374,24 @@ class InstanceClient:
 
 
 class AccountClients:
-    """Idle `AccountClient`s per account, reused across batches (HTTP keep-alive).
+    """Idle `AccountClient`s per account, reused across batches (HTTP keep-alive), and the
+    threads their calls run in (`threads`: as many as calls in flight at most).
 
     A client serves one batch at a time; concurrent batches of one account get their own.
     """
 
-    def __init__(self, verify: bool | str = True, max_idle: int = 2000) -> None:
+    def __init__(self, verify: bool | str = True, max_idle: int = 2000, threads: int = 32) -> None:
         self._verify = verify
         self._max_idle = max_idle
         self._idle: dict[tuple[str, str, str], AccountClient] = {}
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="mastodon-call")
 
     def take(self, base_url: str, account: str, token: str) -> AccountClient:
         key = (base_url, account, hashlib.sha256(token.encode()).hexdigest())
         client = self._idle.pop(key, None)
-        return client or AccountClient(base_url, token, verify=self._verify)
+        return client or AccountClient(
+            base_url, token, verify=self._verify, executor=self._executor
+        )
 
     def give_back(self, account: str, token: str, client: AccountClient) -> None:
         key = (client.base_url, account, hashlib.sha256(token.encode()).hexdigest())
@@ -369,3 +405,4 @@ class AccountClients:
         for c in self._idle.values():
             c.close()
         self._idle.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)

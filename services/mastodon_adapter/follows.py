@@ -2,11 +2,12 @@
 
 Stops at the first thing that says "not now" (an empty budget, a 429, the instance down, the
 handler's time limit) and reports what it did so far; the caller records that and re-delivers
-the rest later. Never sleeps.
+the rest later. Never sleeps. A few follows of one batch are in flight at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,28 +64,49 @@ class Follower:
         flush: Flush,
         guard: Guard,
     ) -> Stop | None:
-        """Follow `todo` in order; `flush` gets results every CHUNK (publish, then ledger).
+        """Follow `todo`, up to `follows_in_flight` at once; `flush` gets results every CHUNK.
 
-        A batch runs for seconds (two calls per follow, in order): `guard` is asked before
-        each follow, so an erase or a cancellation meanwhile stops it at the next target.
+        Each follow is about seven round trips (cache, budget, search, ledger guard, budget,
+        follow, headers), mostly waiting: one at a time, an account's speed under load is what
+        its round trips add up to. The first follow goes alone, so that a batch meeting an
+        empty budget, a 429, a 401 or the cap learns it from one call, not from several; the
+        rest go `follows_in_flight` at a time (each has its own ledger row and its own atomic
+        budget grant). Once something says "not now", nothing new starts: what is in flight
+        finishes and is reported. `guard` is asked right before each follow, so an erase or a
+        cancellation meanwhile stops the batch within the follows already past their check.
         """
         started = time.monotonic()
         pending: list[FollowResult] = []
         stop: Stop | None = None
-        for target in todo:
-            if time.monotonic() - started > self.settings.batch_time_limit_s:
-                stop = Stop("batch_time_limit", 0.01)
-                break
-            res = await self._one(account, client, target, guard)
-            if isinstance(res, Stop):
-                stop = res
-                break
-            if res is None:
-                continue  # no longer planned: nothing made, nothing to report
-            pending.append(res)
-            if len(pending) >= CHUNK:
-                await flush(pending)
-                pending = []
+        width = 1
+        left = iter(todo)
+        running: set[asyncio.Task[FollowResult | Stop | None]] = set()
+        try:
+            while True:
+                while stop is None and len(running) < width:
+                    if time.monotonic() - started > self.settings.batch_time_limit_s:
+                        stop = Stop("batch_time_limit", 0.01)
+                        break
+                    target = next(left, None)
+                    if target is None:
+                        break
+                    running.add(asyncio.create_task(self._one(account, client, target, guard)))
+                if not running:
+                    break
+                finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    res = task.result()
+                    if isinstance(res, Stop):
+                        stop = _graver(stop, res)
+                    elif res is not None:  # None: no longer planned, nothing made or reported
+                        pending.append(res)
+                        width = self.settings.follows_in_flight
+                if len(pending) >= CHUNK:
+                    await flush(pending)
+                    pending = []
+        finally:
+            if running:  # an error: let the calls in flight end (a follow is not cancellable)
+                await asyncio.gather(*running, return_exceptions=True)
         if pending and not (stop and stop.reason == Reason.USER_ERASED):
             await flush(pending)  # an erased person's results: nothing left to record them in
         return stop
@@ -111,7 +133,7 @@ class Follower:
         except UnavailableError:
             return Stop(Reason.NETWORK_UNAVAILABLE, self.settings.unavailable_retry_s)
         except RateLimitedError as e:
-            await self._observe_429(account, client)
+            await observe_headers(self.limiter, self.budgets, account.account, e.headers)
             return Stop(Reason.RATE_LIMITED, self._until(e.reset_at))
 
     async def _resolve(
@@ -159,18 +181,27 @@ class Follower:
             raise
         finally:
             events.request_done("follow", time.perf_counter() - t0)
-        if client.last_headers:
-            await observe_headers(self.limiter, self.budgets, account.account, client.last_headers)
+        if rel.headers:
+            await observe_headers(self.limiter, self.budgets, account.account, rel.headers)
         state = FollowState.REQUESTED if rel.requested and not rel.following else FollowState.DONE
         return FollowResult(x_account_id=t.x_account_id, account=t.account, state=state)
-
-    async def _observe_429(self, account: Account, client: AccountClient) -> None:
-        await observe_headers(self.limiter, self.budgets, account.account, client.last_headers)
 
     def _until(self, reset_at: float | None) -> float:
         if reset_at is None:
             return self.settings.unavailable_retry_s
         return max(reset_at - time.time(), 0.05)
+
+
+def _graver(a: Stop | None, b: Stop) -> Stop:
+    """Of two reasons to stop, the one that must win: erased, then revoked or capped, then
+    the longest wait (a retry sooner would meet the same empty budget)."""
+    if a is None:
+        return b
+
+    def rank(s: Stop) -> tuple[bool, bool, float]:
+        return (s.reason == Reason.USER_ERASED, s.paused or s.capped, s.delay_s)
+
+    return b if rank(b) > rank(a) else a
 
 
 def _skipped(t: FollowTarget, reason: str) -> FollowResult:

@@ -28,7 +28,9 @@ class Settings(ServiceSettings):
     batch_time_limit_s: float = 60.0
     # Back-off when an instance answers 5xx or not at all.
     unavailable_retry_s: float = 30.0
+    # Batches handled at once per lane, and follows of one batch in flight at once.
     concurrency: int = 8
+    follows_in_flight: int = 4
 
     @property
     def verify(self) -> bool | str:
