@@ -5,17 +5,28 @@ every hqx subscriber uses manual acks and this wrapper decides, per the outcome 
 STYLE.md: Done/Skipped → ack; RetryLater → nak(delay); invalid payload → DLQ then term;
 unexpected exception → nak with backoff, and on the last allowed attempt DLQ then term.
 The dead letter is confirmed by JetStream before the original is termed: nothing is lost between.
+
+A store going away under a handler (PostgreSQL, Redis or NATS restarting) is waited out in
+place: the handler is run again after a short pause, the message held with `in_progress`. A nak
+sent in the same outage can be lost with the connection, and the message then waits out the
+whole ack wait (seen in `make chaos`: naks sent just after a PostgreSQL restart took effect only
+65 s later); a pause of seconds here costs nothing, since handlers are idempotent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import asyncpg
+import nats.errors
+import redis.exceptions
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -27,6 +38,22 @@ from hqx.subjects import ConsumerSpec, dlq, user_id_of
 
 log = logging.getLogger(__name__)
 _SAFE_HEADERS = {"Nats-Msg-Id", "traceparent", "tracestate", "Nats-Expected-Stream"}
+
+# What a store restart raises in a handler. OSError covers refused and reset connections, a
+# Unix socket gone (FileNotFoundError) and timeouts (TimeoutError, nats' included).
+STORE_OUTAGE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, "cannot connect now"
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError,  # JetStream not back yet after a NATS restart
+)
+# Pauses before running the handler again in place: 15.5 s in all, well inside every ack wait
+# (each attempt starts with `in_progress`); what outlasts them takes the nak and backoff path.
+OUTAGE_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -120,7 +147,7 @@ async def process(
         return _count(spec, "dead_lettered", started)
     try:
         with telemetry.consume_span(spec.service, spec.durable, msg.subject, msg.headers) as span:
-            outcome = await handler(message, delivery)
+            outcome = await _through_outages(handler, message, delivery)
             span.set_attribute(telemetry.OUTCOME_ATTR, type(outcome).__name__)
     except Exception as e:
         attempts = await failures(spec, delivery) if failures else meta.num_delivered
@@ -151,6 +178,27 @@ async def process(
             await msg.nak(delay=max(delay, 0.001))
             return _count(spec, "retry_later", started)
     raise TypeError(f"handler returned {outcome!r}, not an Outcome")
+
+
+async def _through_outages(handler: Handler, message: Message, delivery: Delivery) -> Outcome:
+    """Run the handler; on a store outage, pause and run it again (see the module docstring)."""
+    for pause in OUTAGE_PAUSES_S:
+        try:
+            return await handler(message, delivery)
+        except STORE_OUTAGE as e:
+            log.warning(
+                "store unavailable, retrying in place",
+                extra={
+                    "subject": delivery.subject,
+                    "delay_s": pause,
+                    "error_class": type(e).__name__,
+                    "error": str(e)[:300],
+                },
+            )
+        await asyncio.sleep(pause)
+        with contextlib.suppress(Exception):  # NATS itself may be the store that is away
+            await delivery.in_progress()
+    return await handler(message, delivery)
 
 
 def _count(spec: ConsumerSpec, outcome: str, started: float) -> str:

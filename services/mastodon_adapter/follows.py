@@ -97,7 +97,7 @@ class Follower:
                 for task in finished:
                     res = task.result()
                     if isinstance(res, Stop):
-                        stop = _graver(stop, res)
+                        stop = graver(stop, res)
                     elif res is not None:  # None: no longer planned, nothing made or reported
                         pending.append(res)
                         width = self.settings.follows_in_flight
@@ -192,7 +192,7 @@ class Follower:
         return max(reset_at - time.time(), 0.05)
 
 
-def _graver(a: Stop | None, b: Stop) -> Stop:
+def graver(a: Stop | None, b: Stop) -> Stop:
     """Of two reasons to stop, the one that must win: erased, then revoked or capped, then
     the longest wait (a retry sooner would meet the same empty budget)."""
     if a is None:

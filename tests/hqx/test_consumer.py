@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from hqx import subjects
+from hqx import embedded, subjects
 from hqx.consumer import Delivery
 from hqx.messages import ArchiveUploaded, DeadLetter
 from hqx.outcomes import Done, Outcome, RetryLater
@@ -114,3 +116,36 @@ async def test_unexpected_error_retries_then_dead_letters(
     assert letters[0].reason == "retries_exhausted"
     assert letters[0].error_class == "RuntimeError"
     assert service.seen["bad"] == SPEC.max_deliver  # type: ignore[attr-defined]
+
+
+async def test_a_store_restart_is_waited_out_in_place_not_naked(
+    settings: ServiceSettings, user_id: str, tmp_path: Path
+) -> None:
+    """Redis is down when the message comes and back a few seconds later: the handler runs
+    again in place and the message is done on its first delivery (no nak to lose)."""
+    store = embedded.start_redis(tmp_path / "before")
+    port = int(store.url.rsplit(":", 1)[1].split("/")[0])
+    r = aioredis.from_url(store.url)
+    deliveries: list[int] = []
+
+    async def handler(msg: ArchiveUploaded, delivery: Delivery) -> Outcome:
+        deliveries.append(delivery.num_delivered)
+        await r.incr(f"seen:{msg.object_name}")
+        return Done()
+
+    svc = Service("ingest", settings, uses_db=False, uses_redis=False)
+    svc.consume(SPEC, (ArchiveUploaded,), handler)
+    await svc.start()
+    try:
+        store.stop()
+        await svc.publish(subjects.archive_uploaded(user_id), uploaded(user_id, "x"))
+        await eventually(lambda: len(deliveries) >= 3, timeout=10)  # failed, paused, again
+        store = embedded.start_redis(tmp_path / "after", port=port)
+        await drained(svc.js, SPEC.stream.value, SPEC.durable, timeout=30)
+        assert await r.get("seen:x") == b"1"
+        assert set(deliveries) == {1}  # never redelivered by JetStream
+        assert await dlq_letters(svc) == []
+    finally:
+        await svc.stop()
+        await r.aclose()
+        store.stop()

@@ -107,6 +107,8 @@ class LimitFront:
         self.ratio = follow_ratio
         self.stats: Counter[str] = Counter()
         self.follow_log: list[tuple[float, str, str]] = []  # (time, token, target id) new follows
+        # Requests of one token being answered at once, now and at the most (`max_in_flight`).
+        self.in_flight: Counter[str] = Counter()
         self._followed: set[tuple[str, str]] = set()
         self._counts: dict[str, tuple[int, int]] = {}  # token -> (following, followers)
         self._lock = asyncio.Lock()
@@ -159,8 +161,17 @@ class LimitFront:
 
     # --- the proxy -------------------------------------------------------------------------
     async def _handle(self, request: Request) -> Response:
-        now = time.time()
         token = _bearer(request)
+        key = token or ""
+        self.in_flight[key] += 1
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.in_flight[key])
+        try:
+            return await self._answer(request, token)
+        finally:
+            self.in_flight[key] -= 1
+
+    async def _answer(self, request: Request, token: str | None) -> Response:
+        now = time.time()
         path = request.url.path
         if token and path.startswith("/api/"):
             if self.token_api.used(token, now) >= self.token_api.limit:

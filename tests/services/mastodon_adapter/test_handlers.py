@@ -145,6 +145,32 @@ async def test_outcomes_done_requested_skipped(
         await svc.stop()
 
 
+async def test_a_batch_keeps_a_few_follows_in_flight(
+    settings: ServiceSettings,
+    pool: asyncpg.Pool,
+    mastodon: dict[str, Any],
+    front: LimitFront,
+    user_id: str,
+) -> None:
+    """One account's batch: after its first follow, `follows_in_flight` go at once (each is
+    several round trips, mostly waiting), never more; every target is followed once."""
+    s = adapter_settings(settings)
+    await link_identity(
+        pool, s, user_id, front.base_url, f"dave@{mastodon['domain']}", "dave-token"
+    )
+    svc = await run_adapter(settings)
+    try:
+        ts = targets([remote(i) for i in range(1, 61)])
+        await request_follows(svc, pool, user_id, ts)  # one batch
+        await drained(svc.js, SPEC.stream.value, SPEC.durable)
+        assert sorted(following(mastodon, "dave-token")) == sorted(t.account for t in ts)
+        assert front.stats["follows_new"] == len(ts) and front.stats["follows_repeated"] == 0
+        assert 1 < front.stats["max_in_flight"] <= s.follows_in_flight
+        assert {st for st, _ in (await ledger_states(pool, user_id)).values()} == {"done"}
+    finally:
+        await svc.stop()
+
+
 async def test_erased_user_makes_no_call(
     settings: ServiceSettings,
     pool: asyncpg.Pool,
