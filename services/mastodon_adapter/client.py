@@ -1,14 +1,14 @@
 """The only module that imports Mastodon.py: calls to an instance, errors mapped to ours.
 
-Every call is blocking (requests) and runs in a worker thread: an account's calls in the
-pool of `AccountClients` (sized for every call the adapter has in flight; asyncio's default
-pool has cpu + 4 threads, six here, fewer than the batches that wait on it), linking calls in
-`asyncio.to_thread`. Each
-`AccountClient` owns its `requests.Session` (thread-safe for concurrent calls: urllib3's pool)
-with `trust_env = False`: `REQUESTS_CA_BUNDLE` /
-`CURL_CA_BUNDLE` in the environment would otherwise override `verify`, and `.netrc` could
-inject credentials. Mastodon.py runs with `ratelimit_method="throw"`: it never sleeps; a 429
-becomes `RateLimitedError` carrying the reset parsed from `X-RateLimit-Reset` by our own code.
+Every call is blocking (requests) and runs in a worker thread: an account's calls in the pool
+of `AccountClients`, sized for every call the adapter may have in flight (asyncio's default
+pool has cpu + 4 threads, six on two cores, fewer than the batches waiting on it); linking
+calls in `asyncio.to_thread`. Each `AccountClient` owns its `requests.Session` (urllib3's pool
+serves concurrent calls) with `trust_env = False`: `REQUESTS_CA_BUNDLE` / `CURL_CA_BUNDLE` in
+the environment would otherwise override `verify`, and `.netrc` could inject credentials.
+Mastodon.py runs with `ratelimit_method="throw"`: it never sleeps (its own rate-limit fields,
+shared by concurrent calls, are then only informative); a 429 becomes `RateLimitedError`
+carrying the reset parsed from `X-RateLimit-Reset` by our own code.
 """
 
 from __future__ import annotations
