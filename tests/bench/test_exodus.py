@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -41,6 +43,18 @@ def test_pds_refuses_and_records_what_exceeds_its_limits() -> None:
         srv.stop()
     assert codes[:30] == [200] * 30 and codes[30] == 429
     assert [v.limit for v in sim.violations] == ["create-session-5min"]
+
+
+def test_simulated_hosts_answer_without_waiting_for_a_delayed_ack() -> None:
+    """Accepted connections inherit TCP_NODELAY: without it every response of the simulated
+    networks waited 40 ms for the client's delayed ACK (uvicorn writes head and body apart)."""
+    srv = LoopbackServer(BlueskySim(factor=1.0).app(), ["127.0.0.2", "127.0.0.3"]).start()
+    try:
+        for s in srv._socks:
+            assert s.proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY only then
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        srv.stop()
 
 
 def test_limit_minimum() -> None:
