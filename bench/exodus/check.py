@@ -21,9 +21,13 @@ from bench.exodus.population import DAY_S, Population
 from bench.exodus.sim_bluesky import Created
 from bench.exodus.sim_mastodon import FollowCall
 from hqx.ratelimit import DEFAULT_HEADROOM
+from services.matcher.settings import Settings as MatcherSettings
 
 ERASE_GRACE_S = 5.0  # wall seconds for an erase to reach every replica
 PACE_RUN = 100  # consecutive follows of one account over which its speed is measured
+# A late joiner's follows are planned once the link is this old (the matcher coalesces them per
+# follower): the earliest a window can serve them, wall seconds (not compressed).
+REVERSE_SETTLE_S: float = MatcherSettings.model_fields["reverse_settle_s"].default
 LATENCY_CHECK = "p99 <= 1.1 x minimum (limit-bound users; floor, pace, limits)"
 
 
@@ -161,9 +165,10 @@ def limit_allowed(
     network: str, ready: Sequence[float], end: float, factor: float, spent: Sequence[float] = ()
 ) -> int:
     """How many follows the limits allow by `end`, each no sooner than its ready time (the
-    owner's start, or a late joiner's link): a window left unused cannot serve a later joiner.
-    `spent`: follows of the account that count against its windows but are not asked for here
-    (made to someone who erased themselves later). An upper bound: one request a follow."""
+    owner's start, or a late joiner's link plus the matcher's settle): a window left unused
+    cannot serve a later joiner. `spent`: follows of the account that count against its windows
+    but are not asked for here (made to someone who erased themselves later). An upper bound:
+    one request a follow."""
     ts = schedule(BUDGETS[network], sorted([*ready, *spent]), factor)
     return max(0, sum(1 for t in ts if t <= end) - len(spent))
 
@@ -352,7 +357,7 @@ def verify(
                 key = (p.user_id, net, t.user_id)
                 required.add(key)
                 linked = tl.links[(t.user_id, net)]
-                ready.append(max(start, linked))
+                ready.append(start if linked < start else linked + REVERSE_SETTLE_S)
                 if linked < start:
                     n_forward += 1
                     # NOTE: a follow never made counts as made at the end of the run (censored).
