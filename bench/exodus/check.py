@@ -25,9 +25,6 @@ from services.matcher.settings import Settings as MatcherSettings
 
 ERASE_GRACE_S = 5.0  # wall seconds for an erase to reach every replica
 PACE_RUN = 100  # consecutive follows of one account over which its speed is measured
-# A late joiner's follows are planned once the link is this old (the matcher coalesces them per
-# follower): the earliest a window can serve them, wall seconds (not compressed).
-REVERSE_SETTLE_S: float = MatcherSettings.model_fields["reverse_settle_s"].default
 LATENCY_CHECK = "p99 <= 1.1 x minimum (limit-bound users; floor, pace, limits)"
 
 
@@ -332,6 +329,10 @@ def verify(
     v.duplicates = sum(len(ts) - 1 for ts in made.values())
     v.violations.update(seen.violations)
 
+    # A late joiner's follows are planned once the link is this old (the matcher coalesces them
+    # per follower): the earliest a window can serve them, wall s. Read as the matchers read it
+    # (they inherit this process's environment), so an override reaches both.
+    settle = MatcherSettings().reverse_settle_s
     required: set[tuple[str, str, str]] = set()
     rows: list[_Row] = []
     for p in pop.people:
@@ -357,7 +358,7 @@ def verify(
                 key = (p.user_id, net, t.user_id)
                 required.add(key)
                 linked = tl.links[(t.user_id, net)]
-                ready.append(start if linked < start else linked + REVERSE_SETTLE_S)
+                ready.append(start if linked < start else linked + settle)
                 if linked < start:
                     n_forward += 1
                     # NOTE: a follow never made counts as made at the end of the run (censored).
