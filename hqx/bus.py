@@ -27,14 +27,45 @@ from hqx.subjects import ARCHIVE_BUCKET, ARCHIVE_BUCKET_SHARE, STREAMS, Consumer
 
 log = logging.getLogger(__name__)
 
+MIN_SERVER = (2, 10)
+
+
+class UnsupportedServerError(RuntimeError):
+    """The NATS server cannot run this topology safely: a misconfiguration, never retried."""
+
+
+def require_supported_server(nc: NATS) -> None:
+    """Refuse a NATS server older than 2.10, before anything is created on it.
+
+    Both failures are silent on 2.9 (measured on Debian's 2.9.10): it ignores a consumer's
+    `filter_subjects`, so a durable meant for a few subjects receives every message of its
+    stream; and a purge by subject, which every erasure does, moves every consumer's ack floor
+    past the stream's last message, so other users' pending and nak'd messages (a deferred
+    follow batch, an erase waiting for its final pass) are never delivered again.
+    """
+    v = nc.connected_server_version
+    if (v.major, v.minor) < MIN_SERVER:
+        need = ".".join(map(str, MIN_SERVER))
+        where = nc.connected_url.netloc if nc.connected_url else "?"
+        raise UnsupportedServerError(
+            f"NATS server {v.major}.{v.minor}.{v.patch} at {where} is too old: HelloQuitteX"
+            f" needs NATS >= {need} with JetStream (unset NATS_URL for the embedded server)"
+        )
+
 
 async def connect(settings: ServiceSettings, name: str) -> NATS:
-    return await nats.connect(
+    nc = await nats.connect(
         settings.nats_url,
         name=f"hqx-{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
     )
+    try:
+        require_supported_server(nc)
+    except UnsupportedServerError:
+        await nc.close()
+        raise
+    return nc
 
 
 def stream_config(spec: StreamSpec, settings: ServiceSettings) -> StreamConfig:

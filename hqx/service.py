@@ -182,6 +182,11 @@ class Service:
         if self.nc is None or not self.nc.is_connected:
             await self.broker.connect()
             self.nc = self.broker.connection
+            try:
+                bus.require_supported_server(self.nc)
+            except bus.UnsupportedServerError:
+                await self.broker.stop()
+                raise
             self._js = self.nc.jetstream()
         await bus.ensure_topology(self.js, self.settings)
         if self.uses_db and self._pool is None:
