@@ -263,7 +263,7 @@ async def _erase_from_value(redis: Any, key: bytes, hit: Callable[[bytes], bool]
 async def erase_streams(
     js: JetStreamContext, user_id: str, *, keep_erase: bool = False
 ) -> dict[str, int]:
-    """Purge every message of the user from every stream and every object naming them.
+    """Delete every message of the user from every stream and every object naming them.
 
     Returns {"stream_messages": n, "objects": m}. `keep_erase` spares the `user.erase` request
     itself, so other consumers still receive it while the purger lets in-flight work settle;
@@ -309,10 +309,34 @@ async def subject_counts(js: JetStreamContext, stream: str, flt: str) -> dict[st
 
 async def _purge_subjects(js: JetStreamContext, stream: str, flt: str, spare: str | None) -> int:
     n = 0
-    for subject, count in (await subject_counts(js, stream, flt)).items():
+    for subject in await subject_counts(js, stream, flt):
         if subject != spare:
-            await js.purge_stream(stream, subject=subject)
-            n += count
+            n += await delete_subject(js, stream, subject)
+    return n
+
+
+# "no message found": another pass (the other purger replica) deleted it first
+_MSG_ALREADY_DELETED = 10057
+
+
+async def delete_subject(js: JetStreamContext, stream: str, subject: str) -> int:
+    """Delete every message on one subject of a stream that consumers read; returns how many.
+
+    NOTE: one by one, never `purge_stream(subject=...)`. A purge by subject empties the
+    redelivery queue of every consumer whose filter covers that subject (nats-server 2.15.1,
+    `tests/hqx/test_erase_streams.py`): another person's message that was nak'd and is due
+    again (a follow batch deferred to its next window, an erase waiting for its final pass)
+    then comes back only after its whole ack wait, 120 s on the follow lanes. Deleting by
+    sequence leaves consumers alone.
+    """
+    n = 0
+    async for msg in stream_messages(js, stream, subject):
+        try:
+            await js.delete_msg(stream, int(msg.seq))
+            n += 1
+        except APIError as e:
+            if e.err_code != _MSG_ALREADY_DELETED:
+                raise
     return n
 
 
@@ -351,7 +375,7 @@ async def _erase_from_foreign_stream(
     """A stream we did not define (a KV bucket, another tool's): purge each subject that names
     the user or carries the user's id in any of its messages (a KV key's history goes too)."""
     n = 0
-    for subject, count in (await subject_counts(js, stream, ">")).items():
+    for subject in await subject_counts(js, stream, ">"):
         found = hit(subject.encode())
         if not found:
             async for msg in stream_messages(js, stream, subject):
@@ -359,8 +383,7 @@ async def _erase_from_foreign_stream(
                     found = True
                     break
         if found:
-            await js.purge_stream(stream, subject=subject)
-            n += count
+            n += await delete_subject(js, stream, subject)
     return n
 
 
@@ -402,7 +425,8 @@ async def list_objects(js: JetStreamContext, stream: str) -> list[StoredObject]:
 
 async def purge_object(js: JetStreamContext, obj: StoredObject) -> None:
     """Remove an object without a trace: chunks and meta (the store's own `delete` would leave a
-    meta tombstone that still carries the object's name)."""
+    meta tombstone that still carries the object's name). A purge by subject is safe here, unlike
+    in `delete_subject`: no consumer with acks reads an object store's stream."""
     stream = _OBJ_PREFIX + obj.bucket
     if obj.nuid:
         await js.purge_stream(stream, subject=f"$O.{obj.bucket}.C.{obj.nuid}")

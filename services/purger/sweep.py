@@ -83,13 +83,13 @@ _LATE_STREAMS = (Stream.DLQ, Stream.FOLLOWS, Stream.ARCHIVES)
 
 async def purge_late_messages(deps: Deps) -> int:
     """Messages published for an erased user after their erase finished (an adapter's dead
-    letter, a replayed command): found by the user token of their subject, purged."""
-    by_tag: dict[str, list[tuple[str, str, int]]] = {}
+    letter, a replayed command): found by the user token of their subject, deleted."""
+    by_tag: dict[str, list[tuple[str, str]]] = {}
     for stream in _LATE_STREAMS:
-        for subject, n in (await erasure.subject_counts(deps.js, stream.value, ">")).items():
+        for subject in await erasure.subject_counts(deps.js, stream.value, ">"):
             token = user_id_of(subject)
             if USER_ID_RE.fullmatch(token):
-                by_tag.setdefault(user_hash(token), []).append((stream.value, subject, n))
+                by_tag.setdefault(user_hash(token), []).append((stream.value, subject))
     if not by_tag:
         return 0
     erased = await deps.pool.fetch(
@@ -97,9 +97,8 @@ async def purge_late_messages(deps: Deps) -> int:
     )
     purged = 0
     for row in erased:
-        for stream_name, subject, n in by_tag[row["user_hash"]]:
-            await deps.js.purge_stream(stream_name, subject=subject)
-            purged += n
+        for stream_name, subject in by_tag[row["user_hash"]]:
+            purged += await erasure.delete_subject(deps.js, stream_name, subject)
     return purged
 
 
