@@ -279,7 +279,7 @@ async def erase_streams(
         name = info.config.name
         if name in hqx_streams:
             for flt in user_filters(user_id):
-                messages += await _purge_subjects(js, name, flt, spare)
+                messages += await _delete_subjects(js, name, flt, spare)
             if name == Stream.DLQ.value:
                 messages += await _erase_unknown_user_letters(js, hit)
         elif name.startswith(_OBJ_PREFIX):
@@ -307,7 +307,7 @@ async def subject_counts(js: JetStreamContext, stream: str, flt: str) -> dict[st
     return dict(info.state.subjects or {})
 
 
-async def _purge_subjects(js: JetStreamContext, stream: str, flt: str, spare: str | None) -> int:
+async def _delete_subjects(js: JetStreamContext, stream: str, flt: str, spare: str | None) -> int:
     n = 0
     for subject in await subject_counts(js, stream, flt):
         if subject != spare:
@@ -372,7 +372,7 @@ async def _erase_unknown_user_letters(js: JetStreamContext, hit: Callable[[bytes
 async def _erase_from_foreign_stream(
     js: JetStreamContext, stream: str, hit: Callable[[bytes], bool]
 ) -> int:
-    """A stream we did not define (a KV bucket, another tool's): purge each subject that names
+    """A stream we did not define (a KV bucket, another tool's): empty each subject that names
     the user or carries the user's id in any of its messages (a KV key's history goes too)."""
     n = 0
     for subject in await subject_counts(js, stream, ">"):
