@@ -372,10 +372,14 @@ async def _erase_unknown_user_letters(js: JetStreamContext, hit: Callable[[bytes
 async def _erase_from_foreign_stream(
     js: JetStreamContext, stream: str, hit: Callable[[bytes], bool]
 ) -> int:
-    """A stream we did not define (a KV bucket, another tool's): empty each subject that names
-    the user or carries the user's id in any of its messages (a KV key's history goes too)."""
+    """A stream we did not define (a KV bucket, another tool's): purge each subject that names
+    the user or carries the user's id in any of its messages (a KV key's history goes too).
+
+    NOTE: a purge, not `delete_subject`: a KV bucket's stream refuses single deletes
+    (`deny_delete`), and no hqx consumer acks messages of these streams (a KV read is a get).
+    """
     n = 0
-    for subject in await subject_counts(js, stream, ">"):
+    for subject, count in (await subject_counts(js, stream, ">")).items():
         found = hit(subject.encode())
         if not found:
             async for msg in stream_messages(js, stream, subject):
@@ -383,7 +387,8 @@ async def _erase_from_foreign_stream(
                     found = True
                     break
         if found:
-            n += await delete_subject(js, stream, subject)
+            await js.purge_stream(stream, subject=subject)
+            n += count
     return n
 
 

@@ -35,7 +35,9 @@ async def drained(js: Any, stream: str, durable: str, timeout: float = 20.0) -> 
 
     Zero pending and zero unacked is not enough alone: right after a publish is acknowledged
     the server may not have counted the message as pending yet. So the consumer's ack floor
-    must also have reached the last message its filter matches at the time of the call.
+    must also have reached the last message its filter matches at the time of the call, or
+    no message be left past it: an erasure deletes messages one by one, and the floor does not
+    move over those deleted before delivery.
     """
     info = await js.consumer_info(stream, durable)
     filters = info.config.filter_subjects or [info.config.filter_subject or ">"]
@@ -46,12 +48,20 @@ async def drained(js: Any, stream: str, durable: str, timeout: float = 20.0) -> 
         except NotFoundError:
             pass
 
+    async def nothing_after(floor: int) -> bool:
+        for subject in filters:
+            try:
+                await js.get_msg(stream, seq=floor + 1, subject=subject, next=True)
+                return False
+            except NotFoundError:
+                pass
+        return True
+
     async def check() -> bool:
         info = await js.consumer_info(stream, durable)
-        return (
-            info.num_pending == 0
-            and info.num_ack_pending == 0
-            and info.ack_floor.stream_seq >= last
-        )
+        if info.num_pending or info.num_ack_pending:
+            return False
+        floor = info.ack_floor.stream_seq
+        return floor >= last or await nothing_after(floor)
 
     await eventually(check, timeout)
