@@ -315,8 +315,20 @@ async def _delete_subjects(js: JetStreamContext, stream: str, flt: str, spare: s
     return n
 
 
-# "no message found": another pass (the other purger replica) deleted it first
-_MSG_ALREADY_DELETED = 10057
+# What deleting a message another pass (the other purger replica) deleted first answers:
+# "no message found" or "sequence N not found", depending on when it lost the race.
+_ALREADY_DELETED = {10057, 10043}
+
+
+async def _delete_msg(js: JetStreamContext, stream: str, seq: int) -> bool:
+    """Delete one message; False if it was gone already."""
+    try:
+        await js.delete_msg(stream, seq)
+    except APIError as e:
+        if e.err_code in _ALREADY_DELETED:
+            return False
+        raise
+    return True
 
 
 async def delete_subject(js: JetStreamContext, stream: str, subject: str) -> int:
@@ -331,12 +343,7 @@ async def delete_subject(js: JetStreamContext, stream: str, subject: str) -> int
     """
     n = 0
     async for msg in stream_messages(js, stream, subject):
-        try:
-            await js.delete_msg(stream, int(msg.seq))
-            n += 1
-        except APIError as e:
-            if e.err_code != _MSG_ALREADY_DELETED:
-                raise
+        n += await _delete_msg(js, stream, int(msg.seq))
     return n
 
 
@@ -364,8 +371,7 @@ async def _erase_unknown_user_letters(js: JetStreamContext, hit: Callable[[bytes
             except (ValueError, AttributeError):
                 original = b""
             if hit(data) or hit(original):
-                await js.delete_msg(Stream.DLQ.value, int(msg.seq))
-                n += 1
+                n += await _delete_msg(js, Stream.DLQ.value, int(msg.seq))
     return n
 
 
