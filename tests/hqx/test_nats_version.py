@@ -33,21 +33,9 @@ def old_nats_url(tmp_path: Path) -> Iterator[str]:
     """A NATS 2.9 server of this test's own (not the machine's shared one on 4222)."""
     if not DEBIAN_NATS.exists() or _version(DEBIAN_NATS) >= bus.MIN_SERVER:
         pytest.skip("needs Debian's nats-server 2.9 (apt-get install nats-server)")
-    port = embedded.free_port()
-    data = tmp_path / "nats29"
-    data.mkdir()
-    proc = subprocess.Popen(
-        [DEBIAN_NATS, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        embedded._wait_port(port, proc)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait()
+    server = embedded.start_nats(tmp_path / "nats29", binary=str(DEBIAN_NATS))
+    yield server.url
+    server.stop()
 
 
 async def test_a_service_refuses_nats_2_9_and_creates_nothing_on_it(
