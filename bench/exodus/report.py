@@ -175,6 +175,12 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
             f" wall s), {len(v.reverse_latency)} follows; the matcher holds them for a settle"
             " and while a batch of the follower is still in flight."
         )
+        if v.unfinished:
+            lines.append(
+                f"- {r.label}: {len(v.unfinished)} people whose last forward follow the limits"
+                " allow only after the run's end (Mastodon's daily cap) are left out of the"
+                " latency figures."
+            )
     durables = sorted({d for r in results for d in r.throughput})
     if durables:
         lines += [
@@ -317,6 +323,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "slowest": r.verdict.slowest,
             "bound": r.verdict.bound,
             "bound_requests_per_follow": r.verdict.bound_requests,
+            "unfinished": r.verdict.unfinished,
             "objects_left": r.verdict.objects_left_names,
             "dlq": r.verdict.dlq[:50],
             "chaos": r.timeline.chaos,

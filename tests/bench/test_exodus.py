@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import socket
+from collections import Counter
 
 import httpx
 import pytest
 
+from bench.exodus import check
 from bench.exodus.check import (
     BUDGETS,
     Budget,
+    Seen,
     earliest,
     fastest_pace,
     limit_allowed,
     limit_min,
+    verify,
 )
+from bench.exodus.driver import Timeline
 from bench.exodus.loopback import LoopbackServer
 from bench.exodus.population import Shape, build
 from bench.exodus.run import Plan, run
@@ -117,6 +122,45 @@ def test_allowed_counts_windows_only_for_friends_already_there() -> None:
     # 9 follows of day one went to friends who erased themselves later: 351 left that day
     assert limit_allowed("mastodon", [10.0] * 400, day - 1, 1.0, spent=[5.0] * 9) == 351
     assert limit_allowed("bluesky", [5.0] * 1600, 3600.0, 1.0) == 1500
+
+
+def test_latency_leaves_out_only_whom_the_limits_let_finish_after_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two people with no follow made by the run's end: the one the limits would still hold
+    back (their earliest lies past the end) has no latency yet; the one they would have let
+    finish keeps the censored `end - start`, late against an earliest inside the run."""
+    pop = build(Shape.quick(300, seed=3))
+    on_mastodon = [
+        q
+        for q in pop.people
+        if q.mastodon_instance is not None and not q.hostile and q.erase_at_s is None
+    ]
+    owners = [
+        q
+        for q in on_mastodon
+        if any(t.mastodon_instance is not None for t in pop.platform_followings(q.index))
+    ][:2]
+    assert len(owners) == 2
+    tl = Timeline(t0=0.0, lag=[{"t": 200.0}])
+    for q in on_mastodon:
+        tl.links[(q.user_id, "mastodon")] = 0.0
+    for q, start in zip(owners, (100.0, 110.0), strict=True):
+        tl.uploads[q.user_id] = [start]
+        tl.links[(q.user_id, "mastodon")] = start
+    held, free = owners[0].user_id, owners[1].user_id
+    accts = {q.user_id: f"{q.username}@i{q.mastodon_instance}.test" for q in on_mastodon}
+    seen = Seen([], [], [], Counter(), accts)
+
+    def fake_earliest(network: str, n: int, start: float, *_: object) -> float:
+        return 1e6 if start == 100.0 else 10.0
+
+    monkeypatch.setattr(check, "earliest", fake_earliest)
+    v = verify(pop, tl, seen, 24.0, {})
+    assert [u for u, *_ in v.unfinished] == [held]
+    assert free not in [u for u, *_ in v.unfinished]
+    assert v.latency == [90.0]  # the free one: censored at the end, 9x its earliest
+    assert v.ratios == [9.0]
 
 
 @pytest.mark.slow
