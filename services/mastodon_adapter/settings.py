@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
+from hqx.priority import LaneSettings
 from hqx.settings import ServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, LaneSettings):
     model_config = SettingsConfigDict(env_prefix="HQX_MASTODON_ADAPTER_", extra="ignore")
 
     # Where instances send the person back after OAuth (the gateway's callback route).
