@@ -11,7 +11,6 @@ from hqx.crypto import TokenCipher
 from hqx.follow_events import report_allowed_rate
 from hqx.messages import FollowRequested, Message
 from hqx.outcomes import Outcome
-from hqx.priority import prioritised
 from hqx.ratelimit import RateLimiter, units_per_minute
 from hqx.service import Service
 from hqx.subjects import CONSUMERS_BY_SERVICE, ConsumerSpec
@@ -55,8 +54,7 @@ def create(settings: Settings) -> Service:
             spec = replace(spec, ack_wait_s=settings.ack_wait_s)
             # NOTE: every service start declares the registry's durables; re-apply ours after.
             svc.on_start(partial(_redeclare, svc, spec))
-        lane = prioritised(spec, settings, lambda: svc.redis, on_follow_requested)
-        svc.consume(spec, (FollowRequested,), lane, concurrency=settings.concurrency)
+        svc.consume(spec, (FollowRequested,), on_follow_requested, concurrency=settings.concurrency)
     rate = units_per_minute(settings.budgets()[:2], "create")
     svc.background(lambda: report_allowed_rate(svc.pool, "bluesky", rate, service=SERVICE))
     svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from hqx import ratelimit
-from hqx.priority import LaneSettings
 from hqx.ratelimit import DEFAULT_HEADROOM, Budget
 from hqx.settings import ServiceSettings
 
 
-class Settings(ServiceSettings, LaneSettings):
+class Settings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="HQX_BLUESKY_ADAPTER_", extra="ignore", populate_by_name=True
     )

@@ -7,7 +7,6 @@ import functools
 from hqx.crypto import TokenCipher
 from hqx.follow_events import report_allowed_rate
 from hqx.messages import FollowRequested
-from hqx.priority import prioritised
 from hqx.ratelimit import RateLimiter, units_per_minute
 from hqx.service import Service
 from hqx.subjects import CONSUMERS_BY_SERVICE
@@ -41,8 +40,7 @@ def create(settings: Settings) -> Service:
     svc.background(lambda: report_allowed_rate(svc.pool, "mastodon", rate, service=NAME))
     svc.on_stop(functools.partial(_close, clients))
     for spec in specs:
-        lane = prioritised(spec, settings, lambda: svc.redis, handler)
-        svc.consume(spec, (FollowRequested,), lane, concurrency=settings.concurrency)
+        svc.consume(spec, (FollowRequested,), handler, concurrency=settings.concurrency)
     return svc
 
 

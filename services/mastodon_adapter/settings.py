@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from hqx.priority import LaneSettings
 from hqx.settings import ServiceSettings
 
 
-class Settings(ServiceSettings, LaneSettings):
+class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HQX_MASTODON_ADAPTER_", extra="ignore")
 
     # Where instances send the person back after OAuth (the gateway's callback route).
