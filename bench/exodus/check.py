@@ -265,7 +265,7 @@ class _Row:
     user: str
     network: str
     requests: list[int]
-    finished: bool = True  # every forward follow made by the end of the run
+    finished: bool  # every forward follow made by the end of the run
 
 
 @dataclass
@@ -394,7 +394,9 @@ def verify(
                 reqs = [r for _, r in sorted(forward_requests)]
                 m = limit_min(net, n_forward, start, factor, reqs)
                 to_first, lat = forward_first - start, forward_last - start
-                rows.append(_Row(start, to_first, lat, m, p.user_id, net, reqs, not unmade))
+                rows.append(
+                    _Row(start, to_first, lat, m, p.user_id, net, reqs, finished=not unmade)
+                )
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
     v.lost.sort()
