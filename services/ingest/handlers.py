@@ -20,6 +20,8 @@ from services.ingest.archive import ParsedArchive, parse_archive
 from services.ingest.objects import ObjectChunks, sync_chunks
 from services.ingest.settings import Settings
 
+HEARTBEAT_TASK = "ingest-heartbeat"  # named, so that a test can see none is left running
+
 
 @dataclass(frozen=True)
 class Deps:
@@ -93,18 +95,27 @@ async def _parse(msg: ArchiveUploaded, deps: Deps) -> ParsedArchive:
 
 @contextlib.asynccontextmanager
 async def _heartbeat(delivery: Delivery, every_s: float) -> AsyncIterator[None]:
-    """`in_progress` on a timer while a big archive streams and its rows are copied."""
+    """`in_progress` on a timer while a big archive streams and its rows are copied.
+
+    NOTE: the beat ends on `stop`, not only on a cancel: nats-py can swallow a cancel that lands
+    inside its call (`hqx.service._cancel`), and a beat that missed it would go on forever. It
+    is not awaited either: a handler must not hang on a call that lost its cancel.
+    """
+    stop = asyncio.Event()
 
     async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+                return
             with contextlib.suppress(Exception):
                 await delivery.in_progress()
 
-    task = asyncio.create_task(beat())
+    task = asyncio.create_task(beat(), name=HEARTBEAT_TASK)
     try:
         yield
     finally:
+        stop.set()
         task.cancel()
 
 
