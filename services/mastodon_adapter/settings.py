@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from hqx.settings import ServiceSettings
+from hqx.settings import AdapterSettings
 
 
-class Settings(ServiceSettings):
+class Settings(AdapterSettings):
     model_config = SettingsConfigDict(env_prefix="HQX_MASTODON_ADAPTER_", extra="ignore")
 
     # Where instances send the person back after OAuth (the gateway's callback route).
@@ -28,8 +28,7 @@ class Settings(ServiceSettings):
     batch_time_limit_s: float = 60.0
     # Back-off when an instance answers 5xx or not at all.
     unavailable_retry_s: float = 30.0
-    # Batches handled at once per lane, and follows of one batch in flight at once.
-    concurrency: int = 8
+    # Follows of one batch in flight at once.
     follows_in_flight: int = 4
 
     @property
