@@ -13,8 +13,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hqx.subjects import ConsumerSpec, follow_lane
-
 # A fixed key for development only; refused when HQX_ENV is not "development".
 DEV_TOKEN_KEY = base64.urlsafe_b64encode(b"hqx-development-only-key-0000000").decode()
 
@@ -57,17 +55,3 @@ class ServiceSettings(BaseSettings):
         if self.env == "production" and DEV_TOKEN_KEY in self.token_keys.get_secret_value():
             raise ValueError("HQX_TOKEN_KEYS must be set to real keys outside development")
         return self
-
-
-class AdapterSettings(ServiceSettings):
-    """What both network adapters share: how many batches one replica handles at once, per lane."""
-
-    # People's own migrations (`follow.requested`).
-    concurrency: int = 8
-    # Late joiners (`follow.reconnect`): fewer at once, so that at an arrival peak the people
-    # migrating now get the CPU (the lanes share each process, PostgreSQL and Redis). A late
-    # joiner's follows wait for a settle anyway; their backlog drains once the peak has passed.
-    reconnect_concurrency: int = 2
-
-    def lane_concurrency(self, spec: ConsumerSpec) -> int:
-        return self.reconnect_concurrency if follow_lane(spec) == "reconnect" else self.concurrency

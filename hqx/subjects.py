@@ -240,13 +240,6 @@ def _follow_lanes(service: str, network: Network) -> tuple[ConsumerSpec, ...]:
     )
 
 
-def follow_lane(spec: ConsumerSpec) -> str | None:
-    """Which of `FOLLOW_LANES` an adapter's durable consumes (None: not a follow lane)."""
-    if spec.stream != Stream.FOLLOWS:
-        return None
-    return next((lane for lane in FOLLOW_LANES if spec.durable.endswith(f"follow-{lane}")), None)
-
-
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     ConsumerSpec(
         "ingest",

@@ -54,12 +54,7 @@ def create(settings: Settings) -> Service:
             spec = replace(spec, ack_wait_s=settings.ack_wait_s)
             # NOTE: every service start declares the registry's durables; re-apply ours after.
             svc.on_start(partial(_redeclare, svc, spec))
-        svc.consume(
-            spec,
-            (FollowRequested,),
-            on_follow_requested,
-            concurrency=settings.lane_concurrency(spec),
-        )
+        svc.consume(spec, (FollowRequested,), on_follow_requested, concurrency=settings.concurrency)
     rate = units_per_minute(settings.budgets()[:2], "create")
     svc.background(lambda: report_allowed_rate(svc.pool, "bluesky", rate, service=SERVICE))
     svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies

@@ -6,10 +6,10 @@ from pydantic_settings import SettingsConfigDict
 
 from hqx import ratelimit
 from hqx.ratelimit import DEFAULT_HEADROOM, Budget
-from hqx.settings import AdapterSettings
+from hqx.settings import ServiceSettings
 
 
-class Settings(AdapterSettings):
+class Settings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="HQX_BLUESKY_ADAPTER_", extra="ignore", populate_by_name=True
     )
@@ -24,6 +24,8 @@ class Settings(AdapterSettings):
     max_malformed_attempts: int = 5
     # Longest wait between retries when the PDS is down.
     max_backoff_s: float = 300.0
+    # Batches handled at once by one replica.
+    concurrency: int = 8
     # Benchmarks only: simulated networks run their windows this many times faster.
     time_compression: float = 1.0
     # Override of the durable's ack_wait (tests that kill the process shorten the redelivery).

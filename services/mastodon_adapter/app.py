@@ -23,7 +23,7 @@ def create(settings: Settings) -> Service:
     svc = Service(NAME, settings)
     specs = CONSUMERS_BY_SERVICE[NAME]
     # every lane's batches, each with its follows in flight, may be waiting on a call at once
-    threads = sum(map(settings.lane_concurrency, specs)) * settings.follows_in_flight
+    threads = len(specs) * settings.concurrency * settings.follows_in_flight
     clients = AccountClients(settings.verify, threads=threads)
     deps: dict[str, Deps] = {}
     budgets = Budgets.build(settings.headroom, settings.time_compression)
@@ -40,7 +40,7 @@ def create(settings: Settings) -> Service:
     svc.background(lambda: report_allowed_rate(svc.pool, "mastodon", rate, service=NAME))
     svc.on_stop(functools.partial(_close, clients))
     for spec in specs:
-        svc.consume(spec, (FollowRequested,), handler, concurrency=settings.lane_concurrency(spec))
+        svc.consume(spec, (FollowRequested,), handler, concurrency=settings.concurrency)
     return svc
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from hqx.settings import AdapterSettings
+from hqx.settings import ServiceSettings
 
 
-class Settings(AdapterSettings):
+class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HQX_MASTODON_ADAPTER_", extra="ignore")
 
     # Where instances send the person back after OAuth (the gateway's callback route).
@@ -28,7 +28,8 @@ class Settings(AdapterSettings):
     batch_time_limit_s: float = 60.0
     # Back-off when an instance answers 5xx or not at all.
     unavailable_retry_s: float = 30.0
-    # Follows of one batch in flight at once.
+    # Batches handled at once per lane, and follows of one batch in flight at once.
+    concurrency: int = 8
     follows_in_flight: int = 4
 
     @property
