@@ -104,10 +104,10 @@ async def _heartbeat(delivery: Delivery, every_s: float) -> AsyncIterator[None]:
     stop = asyncio.Event()
 
     async def beat() -> None:
-        while not stop.is_set():
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
-                return
+                return  # stopped (also right after a beat that swallowed its cancel)
             with contextlib.suppress(Exception):
                 await delivery.in_progress()
 
