@@ -57,6 +57,7 @@ class Reason(StrEnum):
     INVALID_TARGET = "invalid_target"
     NOT_LINKED = "not_linked"
     NOT_PLANNED = "not_planned"  # cancelled while its batch ran (target left, consent withdrawn)
+    FOLLOW_IN_FLIGHT = "follow_in_flight"  # another delivery of the batch is making that follow
     # --- directory / matching (matcher) -------------------------------------------------
     X_NOT_PROVEN = "x_not_proven"
     DIRECTORY_CONFLICT = "directory_conflict"

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from hqx.errors import Reason
 from hqx.messages.follow import FollowResult, FollowState, FollowTarget
 from hqx.ratelimit import RateLimiter
-from services.mastodon_adapter import events, resolver
+from services.mastodon_adapter import claims, events, resolver
 from services.mastodon_adapter.accounts import Account
 from services.mastodon_adapter.budgets import Budgets, observe_headers
 from services.mastodon_adapter.client import (
@@ -63,6 +63,7 @@ class Follower:
         todo: Sequence[FollowTarget],
         flush: Flush,
         guard: Guard,
+        holder: str,
     ) -> Stop | None:
         """Follow `todo`, up to `follows_in_flight` at once; `flush` gets results every CHUNK.
 
@@ -74,10 +75,13 @@ class Follower:
         budget grant). Once something says "not now", nothing new starts: what is in flight
         finishes and is reported. `guard` is asked right before each follow, so an erase or a
         cancellation meanwhile stops the batch within the follows already past their check.
+        Each follow is claimed for `holder` first (`claims`); a target another delivery holds
+        is left, the rest go on, and the batch comes back for it (`follow_in_flight`).
         """
         started = time.monotonic()
         pending: list[FollowResult] = []
         stop: Stop | None = None
+        held_elsewhere: Stop | None = None
         width = 1
         left = iter(todo)
         running: set[asyncio.Task[FollowResult | Stop | None]] = set()
@@ -90,29 +94,38 @@ class Follower:
                     target = next(left, None)
                     if target is None:
                         break
-                    running.add(asyncio.create_task(self._one(account, client, target, guard)))
+                    one = self._one(account, client, target, guard, holder)
+                    running.add(asyncio.create_task(one))
                 if not running:
                     break
                 finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
                     res = task.result()
-                    if isinstance(res, Stop):
+                    if isinstance(res, Stop) and res.reason == Reason.FOLLOW_IN_FLIGHT:
+                        held_elsewhere = res
+                    elif isinstance(res, Stop):
                         stop = graver(stop, res)
                     elif res is not None:  # None: no longer planned, nothing made or reported
                         pending.append(res)
                         width = self.settings.follows_in_flight
                 if len(pending) >= CHUNK:
-                    await flush(pending)
+                    await self._flush(account, flush, pending)
                     pending = []
         finally:
             if running:  # an error: let the calls in flight end (a follow is not cancellable)
                 await asyncio.gather(*running, return_exceptions=True)
         if pending and not (stop and stop.reason == Reason.USER_ERASED):
-            await flush(pending)  # an erased person's results: nothing left to record them in
-        return stop
+            await self._flush(account, flush, pending)
+        elif pending:  # an erased person's results: nothing left to record them in
+            await claims.release(self.redis, account.account, [r.x_account_id for r in pending])
+        return stop or held_elsewhere
+
+    async def _flush(self, account: Account, flush: Flush, results: list[FollowResult]) -> None:
+        await flush(results)
+        await claims.release(self.redis, account.account, [r.x_account_id for r in results])
 
     async def _one(
-        self, account: Account, client: AccountClient, t: FollowTarget, guard: Guard
+        self, account: Account, client: AccountClient, t: FollowTarget, guard: Guard, holder: str
     ) -> FollowResult | Stop | None:
         try:
             found = await self._resolve(account, client, t.account)
@@ -122,12 +135,23 @@ class Follower:
                 return _skipped(t, Reason.TARGET_NOT_FOUND)
             if found.suspended:
                 return _skipped(t, Reason.TARGET_SUSPENDED)
-            why = await guard(t)
-            if why == Reason.USER_ERASED:
-                return Stop(Reason.USER_ERASED)
-            if why is not None:
-                return None
-            return await self._follow(account, client, t, found)
+            ttl = self.settings.follow_claim_ttl_s
+            if not await claims.take(self.redis, account.account, t.x_account_id, holder, ttl):
+                return Stop(Reason.FOLLOW_IN_FLIGHT, self.settings.claim_retry_s)
+            res: FollowResult | Stop | None = None
+            try:
+                # NOTE: the guard after the claim: a twin that recorded and released in between
+                # is seen as done here, never followed again.
+                why = await guard(t)
+                if why == Reason.USER_ERASED:
+                    return Stop(Reason.USER_ERASED)
+                if why is not None:
+                    return None
+                res = await self._follow(account, client, t, found)
+                return res
+            finally:
+                if not isinstance(res, FollowResult):  # no follow made: nothing to record
+                    await claims.release(self.redis, account.account, [t.x_account_id])
         except UnauthorizedError:
             return Stop(Reason.SESSION_REVOKED, paused=True)
         except UnavailableError:

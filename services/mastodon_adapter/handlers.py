@@ -61,8 +61,9 @@ async def handle_follow_requested(
         return await ledger.may_follow(deps.pool, uid, tag, NET, t)
 
     try:
+        holder = f"{delivery.stream_sequence}:{delivery.num_delivered}"
         stop = await deps.follower.run(
-            account, client, todo, lambda rs: flush(deps, uid, rs), guard
+            account, client, todo, lambda rs: flush(deps, uid, rs), guard, holder
         )
     finally:
         deps.clients.give_back(account.account, token, client)

@@ -26,6 +26,10 @@ class Settings(ServiceSettings):
     resolve_miss_ttl_s: int = 3600
     # A handler stops making calls after this long and re-delivers the rest (ack_wait is 120 s).
     batch_time_limit_s: float = 60.0
+    # How long a follow's claim outlives a killed holder (longer than a batch's time limit and
+    # its last flush), and when a batch that met another delivery's claim comes back.
+    follow_claim_ttl_s: float = 150.0
+    claim_retry_s: float = 5.0
     # Back-off when an instance answers 5xx or not at all.
     unavailable_retry_s: float = 30.0
     # Batches handled at once per lane, and follows of one batch in flight at once.
