@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -258,7 +259,7 @@ async def reverse(pool: asyncpg.Pool, publish, s: Sizes, tag: str) -> dict[str, 
         await new_user(pool, uid, x, [], optin=False)
         async with pool.acquire() as conn:
             t = time.perf_counter()
-            await plans.on_linked(conn, uid, BSKY)
+            await plans.on_linked(conn, uid, BSKY, datetime.now(UTC))
             plan_t.append(time.perf_counter() - t)
         # what the matcher's sweep sends once the reverse plans settle
         t = time.perf_counter()

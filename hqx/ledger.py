@@ -15,6 +15,7 @@ function is idempotent, so a redelivered message never plans or records twice:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Literal, TypeAlias
 
 import asyncpg
@@ -245,20 +246,28 @@ async def cancel_planned(
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def resend_planned(conn: Conn, user_id: str, network: Network | str) -> int:
-    """Mark an owner's sent but still planned rows unsent again, as a new plan generation.
+async def resend_planned(
+    conn: Conn, user_id: str, network: Network | str, sent_before: datetime
+) -> int:
+    """Mark an owner's rows sent before `sent_before` and still planned unsent again, as a new
+    plan generation.
 
     For a re-link: batches that reached the adapter while the account could not act (paused,
     session revoked) were skipped and their rows kept; the newer `planned_at` gives the next
     batch a new msg id, so JetStream does not drop it as a duplicate of the skipped one.
+    NOTE: only rows sent before the link (`sent_before`: when it happened). A batch sent since
+    is in flight under this link: sent again, it ran twice at once (a link event handled after
+    the person's graph, as on exodus day), and on Mastodon a twin's follow call costs budget.
     """
     status = await conn.execute(
         """
         update follow_ledger set batch_id = null, planned_at = now(), updated_at = now()
          where user_id = $1 and network = $2 and state = 'planned' and batch_id is not null
+           and updated_at < $3
         """,
         user_id,
         str(Network(network)),
+        sent_before,
     )
     return int(status.rsplit(" ", 1)[-1])
 

@@ -81,7 +81,7 @@ async def handle_event(
             case GraphIngested():
                 work = await plans.on_graph(conn, user, message.graph_version)
             case IdentityLinked():
-                work = await plans.on_linked(conn, user, message.network)
+                work = await plans.on_linked(conn, user, message.network, message.occurred_at)
             case IdentityProven():
                 work = await plans.on_proven(conn, user, message.x_account_id, message.x_username)
             case IdentityUnlinked():

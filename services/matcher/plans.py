@@ -86,15 +86,16 @@ async def on_graph(conn: asyncpg.Connection, user_id: str, version: int | None =
     return work
 
 
-async def on_linked(conn: asyncpg.Connection, user_id: str, network: Network) -> Work:
+async def on_linked(
+    conn: asyncpg.Connection, user_id: str, network: Network, occurred_at: datetime
+) -> Work:
     work = Work()
     await _join(conn, user_id, network, work)
     if await directory.linked_since(conn, user_id, network) is None:
         work.skipped = Reason.NOT_LINKED
         return work
-    # A re-link (a paused account back): what the adapter skipped meanwhile goes again. A
-    # redelivered link re-sends batches in flight, which the adapters' ledger checks absorb.
-    await ledger.resend_planned(conn, user_id, network)
+    # A re-link (a paused account back): what was sent before it, and skipped, goes again.
+    await ledger.resend_planned(conn, user_id, network, sent_before=occurred_at)
     await _forward(conn, user_id, [network], work)
     return work
 

@@ -263,6 +263,29 @@ async def _at_least(coro, n: int):  # type: ignore[no-untyped-def]
     return got if len(got) >= n else None
 
 
+async def test_a_link_handled_after_the_upload_sends_nothing_twice(
+    matcher: Service, pool: asyncpg.Pool
+) -> None:
+    """Exodus day's order: alice links, then uploads, and her link event is handled after her
+    graph's (a backlog, another replica). Her batch is in flight under that very link: sending
+    it again would run it twice at once, so the late event re-sends nothing."""
+    b = x_base()
+    await join(matcher, pool, b + 2)
+    alice = new_user_id()
+    await add_user(pool, alice, b + 1)
+    await prove(pool, alice, b + 1)
+    acct = account(BSKY, b + 1, alice)
+    await link(pool, alice, BSKY, acct)
+    late = IdentityLinked(user_id=alice, network=BSKY, account=acct)  # occurred now, sent later
+    await upload(matcher, pool, alice, b + 1, [b + 2])
+    (first,) = await eventually(lambda: follow_batches(matcher, BSKY, alice))
+    await matcher.publish(subjects.identity_linked(alice), late)
+    await drained(matcher.js, SPEC.stream.value, SPEC.durable)
+    assert await follow_batches(matcher, BSKY, alice) == [first]
+    rows = await pool.fetch("select batch_id from follow_ledger where user_id = $1", alice)
+    assert [r[0] for r in rows] == [first.msg_id()]
+
+
 async def test_a_relink_resends_what_the_paused_account_skipped(
     matcher: Service, pool: asyncpg.Pool
 ) -> None:

@@ -38,7 +38,7 @@ async def joined(pool: asyncpg.Pool, x: int, *networks: Network, optin: bool = F
     async with pool.acquire() as conn:
         for n in networks:
             await link(pool, u, n, account(n, x, u))
-            await plans.on_linked(conn, u, n)
+            await plans.on_linked(conn, u, n, datetime.now(UTC))
     return u
 
 
@@ -54,9 +54,10 @@ async def test_forward_match_plans_followings_in_directory_not_self(pool: asyncp
         await plans.on_graph(conn, alice)
         assert await ledger_rows(pool, [alice]) == set()  # nothing linked yet
         await link(pool, alice, BSKY, account(BSKY, b + 1, alice))
-        work = await plans.on_linked(conn, alice, BSKY)
+        linked_at = datetime.now(UTC)
+        work = await plans.on_linked(conn, alice, BSKY, linked_at)
         assert work.dispatch == {BSKY: {alice}}
-        await plans.on_linked(conn, alice, BSKY)  # redelivery
+        await plans.on_linked(conn, alice, BSKY, linked_at)  # redelivery
     assert await ledger_rows(pool, [alice]) == {(alice, "bluesky", b + 2)}
     [t] = await ledger.pending(pool, alice, BSKY)
     assert t.account == account(BSKY, b + 2, bob)
@@ -74,7 +75,7 @@ async def test_reverse_match_only_for_opted_in_followers(pool: asyncpg.Pool) -> 
             await pool.execute("update users set auto_reconnect = '{bluesky}' where id = $1", u)
         await link(pool, u, BSKY, account(BSKY, 0, u))
         async with pool.acquire() as conn:
-            await plans.on_linked(conn, u, BSKY)
+            await plans.on_linked(conn, u, BSKY, datetime.now(UTC))
         fans[optin] = u
     late = await joined(pool, b + 1, BSKY)  # the late joiner
     assert await ledger_rows(pool, fans.values()) == {(fans[True], "bluesky", b + 1)}
@@ -102,7 +103,7 @@ async def test_conflicting_claim_is_quarantined_and_changes_nothing(pool: asyncp
     await store_graph(pool, fan, b + 2, [b + 1])
     await link(pool, fan, BSKY, account(BSKY, 0, fan))
     async with pool.acquire() as conn:
-        await plans.on_linked(conn, fan, BSKY)
+        await plans.on_linked(conn, fan, BSKY, datetime.now(UTC))
     before = await pool.fetch("select * from follow_ledger where user_id = $1", fan)
     # a forger with an unproven claim on the victim's X id, and a forged archive
     forger = new_user_id()
@@ -110,7 +111,7 @@ async def test_conflicting_claim_is_quarantined_and_changes_nothing(pool: asyncp
     await store_graph(pool, forger, b + 1, [b + 2], followers=[b + 2])
     await link(pool, forger, BSKY, "did:plc:forger")
     async with pool.acquire() as conn:
-        await plans.on_linked(conn, forger, BSKY)
+        await plans.on_linked(conn, forger, BSKY, datetime.now(UTC))
         await plans.on_graph(conn, forger)
         # even a second *proven* owner of that X id (two sign-ins) never overwrites the entry
         await prove(pool, forger, b + 1)

@@ -177,7 +177,7 @@ async def test_random_population_matches_the_model(
             elif kind == "link":
                 net = Network(ev[2])
                 await link(pool, u, net, account(net, base + i, u))
-                await plans.on_linked(conn, u, net)
+                await plans.on_linked(conn, u, net, datetime.now(UTC))
                 model.linked.setdefault(i, set()).add(net.value)
                 model.join(i, net.value)
                 model.forward(i, {net.value})
