@@ -146,8 +146,8 @@ async def process(
         await msg.term()
         return _count(spec, "dead_lettered", started)
     # NOTE: the ack wait runs from delivery, and a message may have waited in the subscriber's
-    # queue for a free worker: a long handler that started late ran out its ack wait mid-work,
-    # and JetStream gave a twin copy to another replica (redundant follow calls at full scale).
+    # queue for a free worker: a long handler that started late could run out its ack wait
+    # mid-work, and JetStream would hand a twin copy to another replica.
     with contextlib.suppress(Exception):  # a lost touch only shortens the wait, as before
         await msg.in_progress()
     try:

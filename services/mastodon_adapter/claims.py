@@ -1,12 +1,14 @@
 """Claims on the follows in flight: one follow call per (account, target), even for twin batches.
 
-A batch can run twice at once: JetStream redelivers a message whose ack wait ran out while its
-first delivery still works (on a loaded machine, a handler that waited for a free worker and
-then ran long), and both copies see the rows `planned` until results are recorded, every CHUNK.
-On Mastodon a second call is not harmless: it spends the account's daily follow budget like a
-new follow (seen at full scale: 9 follows lost by a person at the daily cap). So a follow is
-claimed before its ledger guard and the claim is kept until its result is recorded; a batch
-that meets another delivery's claim leaves the target to its own redelivery, never drops it.
+The same rows can be in two batches running at once: a re-link re-sends what is still planned
+while its batch may still run, and JetStream redelivers a message whose ack wait ran out while
+its first delivery still works. Both see the rows `planned` until results are recorded, every
+CHUNK. On Mastodon a second call is not harmless: it spends the account's daily follow budget
+like a new follow (seen at full scale: 9 follows lost by a person at the daily cap). So a
+follow is claimed before its ledger guard and the claim is kept until its result is recorded;
+a batch that meets another delivery's claim leaves the target to its own redelivery, never
+drops it. (Bluesky needs none: a follow's record key is derived from the pair, so a twin's
+create collides.)
 """
 
 from __future__ import annotations
