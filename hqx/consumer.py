@@ -145,11 +145,6 @@ async def process(
         await dead_letter(js, spec.service, msg, e.code, e, meta.num_delivered)
         await msg.term()
         return _count(spec, "dead_lettered", started)
-    # NOTE: the ack wait runs from delivery, and a message may have waited in the subscriber's
-    # queue for a free worker: a long handler that started late could run out its ack wait
-    # mid-work, and JetStream would hand a twin copy to another replica.
-    with contextlib.suppress(Exception):  # a lost touch only shortens the wait, as before
-        await msg.in_progress()
     try:
         with telemetry.consume_span(spec.service, spec.durable, msg.subject, msg.headers) as span:
             outcome = await _through_outages(handler, message, delivery)
