@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 import requests
 
+from hqx import db
 from hqx.settings import ServiceSettings
 from services.mastodon_adapter.settings import Settings
+from tests.peers.mastodon_limits import LimitFront
 
 
 def adapter_settings(base: ServiceSettings, **overrides: Any) -> Settings:
     return Settings(
         **{**base.model_dump(), "allow_local_instances": True, "log_json": False, **overrides}
     )
+
+
+@pytest.fixture
+def front(mastodon: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[LimitFront]:
+    """The Mastodon peer behind the limit front; `indirect` parameters reach the front."""
+    kw = getattr(request, "param", {})
+    f = LimitFront(mastodon["base_url"], **kw).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.connect(database_url)
+    yield p
+    await p.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Twin deliveries of one batch (an ack wait run out mid-work): each follow is called once."""
+"""Twin batches holding the same rows at once (a re-link's re-send, a redelivery after an ack
+wait ran out mid-work): each follow is called once."""
 
 from __future__ import annotations
 
@@ -19,9 +20,7 @@ from tests.services.mastodon_adapter.conftest import adapter_settings, link_iden
 from tests.services.mastodon_adapter.test_handlers import (
     NET,
     SPEC,
-    front,  # noqa: F401  (fixture)
     ledger_states,
-    pool,  # noqa: F401  (fixture)
     run_adapter,
     targets,
 )
@@ -46,14 +45,14 @@ async def test_a_claim_is_its_holders_until_released_or_expired(redis_url: str) 
 
 async def test_twin_deliveries_of_a_batch_call_each_follow_once(
     settings: ServiceSettings,
-    pool: asyncpg.Pool,  # noqa: F811
+    pool: asyncpg.Pool,
     mastodon: dict[str, Any],
-    front: LimitFront,  # noqa: F811
+    front: LimitFront,
     user_id: str,
 ) -> None:
-    """Two replicas hold the same batch at once, as when JetStream redelivers a message whose
-    ack wait ran out while its first delivery still works: both see every row planned, yet
-    every target is followed once, none is lost, and the twin that left targets comes back."""
+    """Two replicas hold the same rows in two batches at once, as after a re-link re-sent a
+    batch still running: both see every row planned, yet every target is followed once, none
+    is lost, and the twin that left targets comes back."""
     replicas = [await run_adapter(settings, claim_retry_s=0.5) for _ in range(2)]
     try:
         await link_identity(

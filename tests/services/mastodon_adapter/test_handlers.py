@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -26,25 +25,10 @@ SPEC = subjects.CONSUMERS_BY_SERVICE["mastodon_adapter"][0]
 NET = Network.MASTODON
 
 
-@pytest.fixture
-def front(mastodon: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[LimitFront]:
-    kw = getattr(request, "param", {})
-    f = LimitFront(mastodon["base_url"], **kw).start()
-    yield f
-    f.stop()
-
-
 async def run_adapter(settings: ServiceSettings, **kw: Any) -> Service:
     svc = create(adapter_settings(settings, **kw))
     await svc.start()
     return svc
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await db.connect(database_url)
-    yield p
-    await p.close()
 
 
 def targets(accts: list[str], start: int = 1000) -> list[FollowTarget]:
