@@ -35,12 +35,14 @@ def throughput(tl: Timeline) -> dict[str, float]:
     """Messages acked per wall second by each durable between the first and last sample."""
     if len(tl.lag) < 2:
         return {}
-    first, last = tl.lag[0], tl.lag[-1]
+    first = tl.lag[0]
     out = {}
-    for k, v in last.items():
-        if k == "t" or k not in first:
+    for k in first:
+        if k == "t":
             continue
-        done = v[1] - first[k][1]
+        # NOTE: each durable's own last sample: a sample whose reading timed out lacks it.
+        last = next(s for s in reversed(tl.lag) if k in s)
+        done = last[k][1] - first[k][1]
         busy = [s["t"] for s in tl.lag if k in s and s[k][0] > 0]
         span = (max(busy) - tl.t0) if busy else (last["t"] - first["t"])
         out[k] = done / span if span > 0 else float("nan")

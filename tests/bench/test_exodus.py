@@ -22,6 +22,7 @@ from bench.exodus.check import (
 from bench.exodus.driver import Timeline
 from bench.exodus.loopback import LoopbackServer
 from bench.exodus.population import Shape, build
+from bench.exodus.report import throughput
 from bench.exodus.run import Plan, run
 from bench.exodus.sim_bluesky import BlueskySim
 
@@ -164,6 +165,19 @@ def test_latency_leaves_out_only_whom_the_limits_let_finish_after_the_end(
 
 
 @pytest.mark.slow
+def test_throughput_reads_each_durable_from_its_own_last_sample() -> None:
+    """A lag reading that timed out for some durables (the run collecting its results) leaves
+    them out of that sample, not out of the table."""
+    tl = Timeline(t0=0.0)
+    tl.lag = [
+        {"t": 0.0, "a": (5, 0), "b": (5, 0)},
+        {"t": 10.0, "a": (1, 40), "b": (2, 15)},  # both busy until here
+        {"t": 15.0, "a": (0, 50), "b": (0, 20)},
+        {"t": 20.0, "a": (0, 50)},
+    ]
+    assert throughput(tl) == {"a": 50 / 10.0, "b": 20 / 10.0}
+
+
 def test_tiny_exodus_day_end_to_end() -> None:
     pop = build(Shape.quick(24, seed=7))
     result = run(
