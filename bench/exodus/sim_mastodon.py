@@ -87,6 +87,7 @@ class MastodonSim:
                 Route("/api/v2/instance", self._instance),
                 Route("/api/v2/search", self._search),
                 Route("/api/v1/accounts/verify_credentials", self._verify),
+                Route("/api/v1/accounts/relationships", self._relationships),
                 Route("/api/v1/accounts/{id}/follow", self._follow, methods=["POST"]),
             ]
         )
@@ -164,6 +165,15 @@ class MastodonSim:
         acc = self.by_acct.get(q)
         accounts = [self._json(acc, me.domain)] if acc is not None else []
         return JSONResponse({"accounts": accounts, "statuses": [], "hashtags": []})
+
+    async def _relationships(self, request: Request) -> Response:
+        me = self._gate(request, "relationships")
+        if isinstance(me, Response):
+            return me
+        ids = request.query_params.getlist("id[]") or request.query_params.getlist("id")
+        with self.lock:
+            rels = [_relationship(i) | {"following": i in me.following} for i in ids]
+        return JSONResponse(rels)
 
     async def _follow(self, request: Request) -> Response:
         me = self._gate(request, "follow")

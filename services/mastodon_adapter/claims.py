@@ -14,6 +14,7 @@ create collides.)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 
 import redis.asyncio as aioredis
 
@@ -22,19 +23,51 @@ def _key(account: str, x_account_id: str) -> str:
     return f"hqx:mastodon:claim:{account}:{x_account_id}"
 
 
-async def take(
-    redis: aioredis.Redis, account: str, x_account_id: str, holder: str, ttl_s: float
-) -> bool:
-    """Claim one follow for `holder` (a delivery: stream sequence and delivery count).
+class Claim(Enum):
+    TAKEN = "taken"
+    # From an earlier delivery of the same message, which died on it: it may have followed and
+    # not recorded it, so ask the instance before following.
+    TAKEN_OVER = "taken_over"
+    HELD = "held"  # by another message's delivery, alive or not yet expired
 
-    True when it is free or already this holder's: a handler run again in place after a store
-    outage is the same delivery. A killed holder's claim frees itself after `ttl_s`.
+
+async def take(
+    redis: aioredis.Redis,
+    account: str,
+    x_account_id: str,
+    holder: str,
+    ttl_s: float,
+    quiet_s: float,
+) -> Claim:
+    """Claim one follow for `holder` (a delivery: `<stream sequence>:<delivery count>`).
+
+    Taken when it is free or already this holder's: a handler run again in place after a store
+    outage is the same delivery. Taken over from an earlier delivery of the same message once
+    the claim is `quiet_s` old: by then that delivery, were it alive, would have made its last
+    call (a batch's time limit, then a call's timeout), so it was killed, and what it left in
+    flight is known here (the claim outlives the ack wait). Sooner, the earlier delivery may
+    still be running (redelivered after a NATS restart): held, as another message's claim is,
+    which frees itself after `ttl_s`.
     """
     key = _key(account, x_account_id)
-    if await redis.set(key, holder, nx=True, px=int(ttl_s * 1000)):
-        return True
-    mine = await redis.get(key)
-    return mine is not None and (mine.decode() if isinstance(mine, bytes) else mine) == holder
+    px = int(ttl_s * 1000)
+    if await redis.set(key, holder, nx=True, px=px):
+        return Claim.TAKEN
+    raw = await redis.get(key)
+    held = raw.decode() if isinstance(raw, bytes) else raw
+    if held == holder:
+        return Claim.TAKEN
+    if held is not None and _earlier_delivery(held, holder):
+        age_ms = px - await redis.pttl(key)
+        if age_ms >= quiet_s * 1000 and await redis.set(key, holder, xx=True, px=px):
+            return Claim.TAKEN_OVER
+    return Claim.HELD
+
+
+def _earlier_delivery(held: str, holder: str) -> bool:
+    seq, _, n = held.partition(":")
+    my_seq, _, my_n = holder.partition(":")
+    return seq == my_seq and n.isdigit() and my_n.isdigit() and int(n) < int(my_n)
 
 
 async def release(redis: aioredis.Redis, account: str, x_account_ids: Iterable[str]) -> None:

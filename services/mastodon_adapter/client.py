@@ -194,6 +194,12 @@ class AccountClient:
         rel, headers = await self._in_thread(lambda: self._api.account_follow(account_id))
         return Relationship(bool(rel.get("following")), bool(rel.get("requested")), headers)
 
+    async def relationship(self, account_id: str) -> Relationship:
+        """Whether this account already follows (or asked to follow) `account_id`."""
+        rels, headers = await self._in_thread(lambda: self._api.account_relationships([account_id]))
+        rel = rels[0] if rels else {}
+        return Relationship(bool(rel.get("following")), bool(rel.get("requested")), headers)
+
     async def verify_credentials(self) -> dict[str, Any]:
         return dict(await self._call(self._api.account_verify_credentials))
 

@@ -76,7 +76,8 @@ class Follower:
         finishes and is reported. `guard` is asked right before each follow, so an erase or a
         cancellation meanwhile stops the batch within the follows already past their check.
         Each follow is claimed for `holder` first (`claims`); a target another delivery holds
-        is left, the rest go on, and the batch comes back for it (`follow_in_flight`).
+        is left, the rest go on, and the batch comes back for it (`follow_in_flight`). A claim
+        taken over from this message's killed delivery asks the relationship first.
         """
         started = time.monotonic()
         pending: list[FollowResult] = []
@@ -135,8 +136,11 @@ class Follower:
                 return _skipped(t, Reason.TARGET_NOT_FOUND)
             if found.suspended:
                 return _skipped(t, Reason.TARGET_SUSPENDED)
-            ttl = self.settings.follow_claim_ttl_s
-            if not await claims.take(self.redis, account.account, t.x_account_id, holder, ttl):
+            ttl, quiet = self.settings.follow_claim_ttl_s, self.settings.claim_quiet_s
+            claim = await claims.take(
+                self.redis, account.account, t.x_account_id, holder, ttl, quiet
+            )
+            if claim is claims.Claim.HELD:
                 return Stop(Reason.FOLLOW_IN_FLIGHT, self.settings.claim_retry_s)
             res: FollowResult | Stop | None = None
             try:
@@ -147,6 +151,10 @@ class Follower:
                     return Stop(Reason.USER_ERASED)
                 if why is not None:
                     return None
+                if claim is claims.Claim.TAKEN_OVER:
+                    res = await self._made_before(account, client, t, found)
+                    if res is not None:
+                        return res
                 res = await self._follow(account, client, t, found)
                 return res
             finally:
@@ -184,6 +192,24 @@ class Follower:
             return None
         finally:
             events.request_done("search", time.perf_counter() - t0)
+
+    async def _made_before(
+        self, account: Account, client: AccountClient, t: FollowTarget, found: Resolved
+    ) -> FollowResult | Stop | None:
+        """What a killed delivery may have followed and not recorded: one request, where
+        following again would spend a unit of the daily follow budget. None: not followed."""
+        grant = await self.limiter.acquire(self.budgets.for_request(account.account, account.host))
+        if not grant.ok:
+            return Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
+        t0 = time.perf_counter()
+        try:
+            rel = await client.relationship(found.id)
+        finally:
+            events.request_done("relationship", time.perf_counter() - t0)
+        if not (rel.following or rel.requested):
+            return None
+        state = FollowState.DONE if rel.following else FollowState.REQUESTED
+        return FollowResult(x_account_id=t.x_account_id, account=t.account, state=state)
 
     async def _follow(
         self, account: Account, client: AccountClient, t: FollowTarget, found: Resolved

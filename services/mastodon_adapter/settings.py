@@ -30,6 +30,9 @@ class Settings(ServiceSettings):
     # its last flush), and when a batch that met another delivery's claim comes back.
     follow_claim_ttl_s: float = 150.0
     claim_retry_s: float = 5.0
+    # When a redelivery takes over its killed delivery's claims (asking the instance whether it
+    # followed): a live one makes no call after its time limit plus a call's timeout (20 s).
+    claim_quiet_s: float = 80.0
     # Back-off when an instance answers 5xx or not at all.
     unavailable_retry_s: float = 30.0
     # Batches handled at once per lane, and follows of one batch in flight at once.

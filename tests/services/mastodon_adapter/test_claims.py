@@ -28,18 +28,24 @@ from tests.services.mastodon_adapter.test_handlers import (
 
 async def test_a_claim_is_its_holders_until_released_or_expired(redis_url: str) -> None:
     r = aioredis.from_url(redis_url)
+    a, C = "acct@test.example", claims.Claim
     try:
-        await claims.release(r, "acct@test.example", ["1", "2"])
-        assert await claims.take(r, "acct@test.example", "1", "7:1", 0.5)
-        assert await claims.take(r, "acct@test.example", "1", "7:1", 0.5)  # run again in place
-        assert not await claims.take(r, "acct@test.example", "1", "7:2", 0.5)  # a twin
-        assert await claims.take(r, "acct@test.example", "2", "7:2", 0.5)  # another target
-        await claims.release(r, "acct@test.example", ["1"])
-        assert await claims.take(r, "acct@test.example", "1", "7:2", 0.3)
+        await claims.release(r, a, ["1", "2"])
+        assert await claims.take(r, a, "1", "7:1", 1.0, 0.2) is C.TAKEN
+        assert await claims.take(r, a, "1", "7:1", 1.0, 0.2) is C.TAKEN  # run again in place
+        assert await claims.take(r, a, "1", "8:1", 1.0, 0.2) is C.HELD  # another message: a twin
+        # its redelivery: the earlier delivery may still run, until the claim is quiet
+        assert await claims.take(r, a, "1", "7:2", 1.0, 0.2) is C.HELD
+        await asyncio.sleep(0.3)
+        assert await claims.take(r, a, "1", "7:2", 1.0, 0.2) is C.TAKEN_OVER
+        assert await claims.take(r, a, "1", "7:1", 1.0, 0.0) is C.HELD  # the earlier one, back
+        assert await claims.take(r, a, "2", "8:1", 1.0, 0.2) is C.TAKEN  # another target
+        await claims.release(r, a, ["1"])
+        assert await claims.take(r, a, "1", "9:1", 0.3, 0.2) is C.TAKEN
         await asyncio.sleep(0.5)  # the holder was killed: its claim frees itself
-        assert await claims.take(r, "acct@test.example", "1", "8:1", 0.5)
+        assert await claims.take(r, a, "1", "8:1", 1.0, 0.2) is C.TAKEN
     finally:
-        await claims.release(r, "acct@test.example", ["1", "2"])
+        await claims.release(r, a, ["1", "2"])
         await r.aclose()
 
 

@@ -142,8 +142,9 @@ async def test_thousand_follows_exactly_once_across_sigkill(
         # exactly once on the network, in the ledger; within every window's limit
         assert sorted(following(mastodon, "alice-token")) == sorted(t.account for t in ts)
         assert front.stats["follows_new"] == N
-        # at most one chunk per batch in flight at the kill is followed again (a no-op)
-        assert front.stats["follows_repeated"] <= 20 * len(batches)
+        # none followed again: what the killed process made and had not recorded, its
+        # redeliveries ask the instance about first (the claims it left, taken over)
+        assert front.stats["follows_repeated"] == 0
         assert front.stats["http_429"] == 0
         per_window = Counter(int(t // WINDOW) for t, _, _ in front.follow_log)
         # 400 minus 10 % head-room; a follow granted just before a window's end can land just
