@@ -25,9 +25,10 @@ def _key(account: str, x_account_id: str) -> str:
 
 class Claim(Enum):
     TAKEN = "taken"
-    # From an earlier delivery of the same message, which died on it: it may have followed and
-    # not recorded it, so ask the instance before following.
-    TAKEN_OVER = "taken_over"
+    # Held before by this message: this delivery before a store outage (run again in place), or
+    # an earlier delivery that died on it. It may have followed and not recorded it: ask the
+    # instance before following.
+    RETAKEN = "retaken"
     HELD = "held"  # by another message's delivery, alive or not yet expired
 
 
@@ -41,8 +42,9 @@ async def take(
 ) -> Claim:
     """Claim one follow for `holder` (a delivery: `<stream sequence>:<delivery count>`).
 
-    Taken when it is free or already this holder's: a handler run again in place after a store
-    outage is the same delivery. Taken over from an earlier delivery of the same message once
+    Taken when it is free; retaken when it is already this holder's (a handler run again in
+    place after a store outage is the same delivery). Retaken from an earlier delivery of the
+    same message once
     the claim is `quiet_s` old: by then that delivery, were it alive, would have made its last
     call (a batch's time limit, then a call's timeout), so it was killed, and what it left in
     flight is known here (the claim outlives the ack wait). Sooner, the earlier delivery may
@@ -56,11 +58,11 @@ async def take(
     raw = await redis.get(key)
     held = raw.decode() if isinstance(raw, bytes) else raw
     if held == holder:
-        return Claim.TAKEN
+        return Claim.RETAKEN
     if held is not None and _earlier_delivery(held, holder):
         age_ms = px - await redis.pttl(key)
         if age_ms >= quiet_s * 1000 and await redis.set(key, holder, xx=True, px=px):
-            return Claim.TAKEN_OVER
+            return Claim.RETAKEN
     return Claim.HELD
 
 

@@ -77,7 +77,7 @@ class Follower:
         cancellation meanwhile stops the batch within the follows already past their check.
         Each follow is claimed for `holder` first (`claims`); a target another delivery holds
         is left, the rest go on, and the batch comes back for it (`follow_in_flight`). A claim
-        taken over from this message's killed delivery asks the relationship first.
+        this message held before (a killed delivery, an outage) asks the relationship first.
         """
         started = time.monotonic()
         pending: list[FollowResult] = []
@@ -151,7 +151,7 @@ class Follower:
                     return Stop(Reason.USER_ERASED)
                 if why is not None:
                     return None
-                if claim is claims.Claim.TAKEN_OVER:
+                if claim is claims.Claim.RETAKEN:
                     res = await self._made_before(account, client, t, found)
                     if res is not None:
                         return res
@@ -196,7 +196,7 @@ class Follower:
     async def _made_before(
         self, account: Account, client: AccountClient, t: FollowTarget, found: Resolved
     ) -> FollowResult | Stop | None:
-        """What a killed delivery may have followed and not recorded: one request, where
+        """What this message may have followed and not recorded: one request, where
         following again would spend a unit of the daily follow budget. None: not followed."""
         grant = await self.limiter.acquire(self.budgets.for_request(account.account, account.host))
         if not grant.ok:

@@ -32,12 +32,12 @@ async def test_a_claim_is_its_holders_until_released_or_expired(redis_url: str) 
     try:
         await claims.release(r, a, ["1", "2"])
         assert await claims.take(r, a, "1", "7:1", 1.0, 0.2) is C.TAKEN
-        assert await claims.take(r, a, "1", "7:1", 1.0, 0.2) is C.TAKEN  # run again in place
+        assert await claims.take(r, a, "1", "7:1", 1.0, 0.2) is C.RETAKEN  # run again in place
         assert await claims.take(r, a, "1", "8:1", 1.0, 0.2) is C.HELD  # another message: a twin
         # its redelivery: the earlier delivery may still run, until the claim is quiet
         assert await claims.take(r, a, "1", "7:2", 1.0, 0.2) is C.HELD
         await asyncio.sleep(0.3)
-        assert await claims.take(r, a, "1", "7:2", 1.0, 0.2) is C.TAKEN_OVER
+        assert await claims.take(r, a, "1", "7:2", 1.0, 0.2) is C.RETAKEN
         assert await claims.take(r, a, "1", "7:1", 1.0, 0.0) is C.HELD  # the earlier one, back
         assert await claims.take(r, a, "2", "8:1", 1.0, 0.2) is C.TAKEN  # another target
         await claims.release(r, a, ["1"])

@@ -143,7 +143,7 @@ async def test_thousand_follows_exactly_once_across_sigkill(
         assert sorted(following(mastodon, "alice-token")) == sorted(t.account for t in ts)
         assert front.stats["follows_new"] == N
         # none followed again: what the killed process made and had not recorded, its
-        # redeliveries ask the instance about first (the claims it left, taken over)
+        # redeliveries ask the instance about first (the claims it left, retaken)
         assert front.stats["follows_repeated"] == 0
         assert front.stats["http_429"] == 0
         per_window = Counter(int(t // WINDOW) for t, _, _ in front.follow_log)
