@@ -8,7 +8,8 @@ like a new follow (seen at full scale: 9 follows lost by a person at the daily c
 follow is claimed before its ledger guard and the claim is kept until its result is recorded;
 a batch that meets another delivery's claim leaves the target to its own redelivery, never
 drops it. (Bluesky needs none: a follow's record key is derived from the pair, so a twin's
-create collides.)
+create collides.) A target this message held before, and may have followed without recording
+it (a kill, a store outage), is asked about first: a request, not a unit of the daily budget.
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ async def take(
     """Claim one follow for `holder` (a delivery: `<stream sequence>:<delivery count>`).
 
     Taken when it is free; retaken when it is already this holder's (a handler run again in
-    place after a store outage is the same delivery). Retaken from an earlier delivery of the
-    same message once
-    the claim is `quiet_s` old: by then that delivery, were it alive, would have made its last
-    call (a batch's time limit, then a call's timeout), so it was killed, and what it left in
-    flight is known here (the claim outlives the ack wait). Sooner, the earlier delivery may
+    place after a store outage is the same delivery), or an earlier delivery's of the same
+    message once the claim is `quiet_s` old: by then that delivery, were it alive, would have
+    made its last call (a batch's time limit, then a call's timeout), so it was killed, and
+    what it left in flight is known here (the claim outlives the ack wait). Sooner, it may
     still be running (redelivered after a NATS restart): held, as another message's claim is,
     which frees itself after `ttl_s`.
     """
