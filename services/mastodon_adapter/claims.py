@@ -41,7 +41,7 @@ async def take(
     ttl_s: float,
     quiet_s: float,
 ) -> Claim:
-    """Claim one follow for `holder` (a delivery: `<stream sequence>:<delivery count>`).
+    """Claim one follow for `holder` (a delivery, as `holder_of` names it).
 
     Taken when it is free; retaken when it is already this holder's (a handler run again in
     place after a store outage is the same delivery), or an earlier delivery's of the same
@@ -64,6 +64,11 @@ async def take(
         if age_ms >= quiet_s * 1000 and await redis.set(key, holder, xx=True, px=px):
             return Claim.RETAKEN
     return Claim.HELD
+
+
+def holder_of(stream_sequence: int, num_delivered: int) -> str:
+    """Who holds a claim: one delivery of one message (`_earlier_delivery` reads it back)."""
+    return f"{stream_sequence}:{num_delivered}"
 
 
 def _earlier_delivery(held: str, holder: str) -> bool:

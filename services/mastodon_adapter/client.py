@@ -130,6 +130,10 @@ class Relationship:
     # The follow response's `X-RateLimit-*` (and other) headers, for `budgets.observe_headers`.
     headers: Mapping[str, str] = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def of(cls, rel: Mapping[str, Any], headers: Mapping[str, str]) -> Relationship:
+        return cls(bool(rel.get("following")), bool(rel.get("requested")), headers)
+
 
 class AccountClient:
     """One account's token on one instance; a batch may make several calls at once.
@@ -192,13 +196,12 @@ class AccountClient:
 
     async def follow(self, account_id: str) -> Relationship:
         rel, headers = await self._in_thread(lambda: self._api.account_follow(account_id))
-        return Relationship(bool(rel.get("following")), bool(rel.get("requested")), headers)
+        return Relationship.of(rel, headers)
 
     async def relationship(self, account_id: str) -> Relationship:
         """Whether this account already follows (or asked to follow) `account_id`."""
         rels, headers = await self._in_thread(lambda: self._api.account_relationships([account_id]))
-        rel = rels[0] if rels else {}
-        return Relationship(bool(rel.get("following")), bool(rel.get("requested")), headers)
+        return Relationship.of(rels[0] if rels else {}, headers)
 
     async def verify_credentials(self) -> dict[str, Any]:
         return dict(await self._call(self._api.account_verify_credentials))

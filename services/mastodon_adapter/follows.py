@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from hqx.errors import Reason
 from hqx.messages.follow import FollowResult, FollowState, FollowTarget
-from hqx.ratelimit import RateLimiter
+from hqx.ratelimit import Charge, Grant, RateLimiter
 from services.mastodon_adapter import claims, events, resolver
 from services.mastodon_adapter.accounts import Account
 from services.mastodon_adapter.budgets import Budgets, observe_headers
@@ -24,6 +24,7 @@ from services.mastodon_adapter.client import (
     AccountClient,
     FollowCapError,
     RateLimitedError,
+    Relationship,
     Resolved,
     TargetError,
     UnauthorizedError,
@@ -174,9 +175,9 @@ class Follower:
         hit = await resolver.cached(self.redis, account.host, acct)
         if hit != resolver.MISS:
             return hit  # type: ignore[return-value]
-        grant = await self.limiter.acquire(self.budgets.for_request(account.account, account.host))
-        if not grant.ok:
-            return Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
+        grant = await self._grant(self.budgets.for_request(account.account, account.host))
+        if isinstance(grant, Stop):
+            return grant
         t0 = time.perf_counter()
         try:
             return await resolver.resolve(
@@ -198,25 +199,22 @@ class Follower:
     ) -> FollowResult | Stop | None:
         """What this message may have followed and not recorded: one request, where
         following again would spend a unit of the daily follow budget. None: not followed."""
-        grant = await self.limiter.acquire(self.budgets.for_request(account.account, account.host))
-        if not grant.ok:
-            return Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
+        grant = await self._grant(self.budgets.for_request(account.account, account.host))
+        if isinstance(grant, Stop):
+            return grant
         t0 = time.perf_counter()
         try:
             rel = await client.relationship(found.id)
         finally:
             events.request_done("relationship", time.perf_counter() - t0)
-        if not (rel.following or rel.requested):
-            return None
-        state = FollowState.DONE if rel.following else FollowState.REQUESTED
-        return FollowResult(x_account_id=t.x_account_id, account=t.account, state=state)
+        return _made(t, rel) if rel.following or rel.requested else None
 
     async def _follow(
         self, account: Account, client: AccountClient, t: FollowTarget, found: Resolved
     ) -> FollowResult | Stop:
-        grant = await self.limiter.acquire(self.budgets.for_follow(account.account, account.host))
-        if not grant.ok:
-            return Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
+        grant = await self._grant(self.budgets.for_follow(account.account, account.host))
+        if isinstance(grant, Stop):
+            return grant
         t0 = time.perf_counter()
         try:
             rel = await client.follow(found.id)
@@ -233,8 +231,11 @@ class Follower:
             events.request_done("follow", time.perf_counter() - t0)
         if rel.headers:
             await observe_headers(self.limiter, self.budgets, account.account, rel.headers)
-        state = FollowState.REQUESTED if rel.requested and not rel.following else FollowState.DONE
-        return FollowResult(x_account_id=t.x_account_id, account=t.account, state=state)
+        return _made(t, rel)
+
+    async def _grant(self, charges: list[Charge]) -> Grant | Stop:
+        grant = await self.limiter.acquire(charges)
+        return grant if grant.ok else Stop(Reason.RATE_LIMITED, grant.wait_s, grant.limited_by)
 
     def _until(self, reset_at: float | None) -> float:
         if reset_at is None:
@@ -252,6 +253,12 @@ def graver(a: Stop | None, b: Stop) -> Stop:
         return (s.reason == Reason.USER_ERASED, s.paused or s.capped, s.delay_s)
 
     return b if rank(b) > rank(a) else a
+
+
+def _made(t: FollowTarget, rel: Relationship) -> FollowResult:
+    """A follow the account has: done, or requested while a locked account has not approved."""
+    state = FollowState.REQUESTED if rel.requested and not rel.following else FollowState.DONE
+    return FollowResult(x_account_id=t.x_account_id, account=t.account, state=state)
 
 
 def _skipped(t: FollowTarget, reason: str) -> FollowResult:

@@ -15,7 +15,7 @@ from hqx.messages import AccountPaused, FollowDone, FollowRequested
 from hqx.messages.follow import FollowResult, FollowState, FollowTarget
 from hqx.outcomes import Done, Outcome, RetryLater, Skipped
 from hqx.subjects import Network
-from services.mastodon_adapter import accounts, events
+from services.mastodon_adapter import accounts, claims, events
 from services.mastodon_adapter.client import AccountClients
 from services.mastodon_adapter.follows import Follower, Stop
 
@@ -61,7 +61,7 @@ async def handle_follow_requested(
         return await ledger.may_follow(deps.pool, uid, tag, NET, t)
 
     try:
-        holder = f"{delivery.stream_sequence}:{delivery.num_delivered}"
+        holder = claims.holder_of(delivery.stream_sequence, delivery.num_delivered)
         stop = await deps.follower.run(
             account, client, todo, lambda rs: flush(deps, uid, rs), guard, holder
         )
