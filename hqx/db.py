@@ -25,6 +25,10 @@ async def connect(database_url: str, *, min_size: int = 1, max_size: int = 10) -
         max_size=max_size,
         command_timeout=300,
         reset=_keep_session,
+        # NOTE: the services' statements are short and many; a parallel plan forks worker
+        # processes for each run, which at an exodus peak took CPU from everything else (seen
+        # on a full day: the dispatch sweep forked 2 workers every second in each matcher).
+        server_settings={"max_parallel_workers_per_gather": "0"},
     )
     assert pool is not None
     return pool

@@ -3,7 +3,9 @@
 - Forward: the user's own followings (graph_edges direction 1) found in the directory are planned
   on each network the user linked. No opt-in needed: the person asked for it by linking.
 - Reverse (automatic reconnection): a new directory entry is planned for every user who followed
-  that X id, linked the same network and opted in (users.auto_reconnect).
+  that X id, linked the same network and opted in (users.auto_reconnect); and, opted in or not,
+  for a user who started after the entry was linked, whose forward match ran before the entry
+  was in the directory (the matcher handles events in parallel and lags at a peak).
 
 A graph drives follows only for a user whose X id is proven and whose graph is their own
 (graphs.owner_x_id = users.x_account_id): a forged archive plans nothing.
@@ -112,22 +114,35 @@ async def forward(
     return planned
 
 
-async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], int]:
-    """Plan a directory entry for every opted-in user who followed it on X.
+async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], list[str], dict[Origin, int]]:
+    """Plan a directory entry for every opted-in user who followed it on X, and for every
+    one, opted in or not, whose own migration it belongs to (see the note).
 
-    Returns every such user (for dispatch: a redelivery re-sends what a crash left unsent) and
-    how many rows were created.
+    Returns every such user (for dispatch: a redelivery re-sends what a crash left unsent), those
+    of them for whom the entry is part of their own migration, and the rows created per origin.
+
+    NOTE: an entry linked and proven no later than a follower's own start (their link on that
+    network, or their graph stored) was there when they began: it belongs to their migration (`forward`),
+    and only reaches them here because this event was handled after theirs (the matcher lags
+    at an exodus peak). Planned as a late joiner, it waited for the settle and for their
+    batches in flight, on the late joiners' lane, while the person watched their own migration.
     """
     rows = await conn.fetch(
         """
-        select e.user_id
-          from graph_edges e
-          join users u on u.id = e.user_id
-          join graphs g on g.user_id = e.user_id and g.owner_x_id = u.x_account_id
-          join identities i on i.user_id = e.user_id and i.network = $2
-                           and i.status <> 'revoked'
-         where e.x_account_id = $1 and e.direction = 1 and e.user_id <> $3
-           and u.x_proven and $2 = any(u.auto_reconnect)
+        select user_id, own from (
+               select e.user_id, u.auto_reconnect,
+                      coalesce(greatest(i.linked_at, g.ingested_at) >= (
+                          select greatest(j.linked_at, ju.x_proven_at)
+                            from identities j join users ju on ju.id = j.user_id
+                           where j.user_id = $3 and j.network = $2), false) as own
+                 from graph_edges e
+                 join users u on u.id = e.user_id
+                 join graphs g on g.user_id = e.user_id and g.owner_x_id = u.x_account_id
+                 join identities i on i.user_id = e.user_id and i.network = $2
+                                  and i.status <> 'revoked'
+                where e.x_account_id = $1 and e.direction = 1 and e.user_id <> $3
+                  and u.x_proven) m
+         where own or $2 = any(auto_reconnect)
         """,
         entry.x_account_id,
         entry.network.value,
@@ -135,10 +150,15 @@ async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], int]:
     )
     owners = [r[0] for r in rows]
     target = FollowTarget(x_account_id=str(entry.x_account_id), account=entry.account)
-    n = await ledger.plan_pairs(
-        conn, entry.network, owners, [target] * len(owners), origin="reverse"
+    lanes: tuple[tuple[Origin, list[str]], ...] = (
+        ("forward", [r[0] for r in rows if r[1]]),
+        ("reverse", [r[0] for r in rows if not r[1]]),
     )
-    return owners, n
+    created = {
+        o: await ledger.plan_pairs(conn, entry.network, who, [target] * len(who), origin=o)
+        for o, who in lanes
+    }
+    return owners, lanes[0][1], created
 
 
 async def followed_by(conn: Conn, x_account_id: int, limit: int = 100_000) -> list[str]:

@@ -42,11 +42,14 @@ async def _join(conn: asyncpg.Connection, user_id: str, network: Network, work: 
     if change is not Change.UNCHANGED:
         events.directory_changed(user_id, network.value, change.value)
     # NOTE: also on UNCHANGED: a redelivery after a crash between entering and planning.
-    owners, created = await match.reverse(conn, entry)
-    events.follows_planned(network.value, "reverse", created, len(owners))
-    # NOTE: not dispatched here: the sweep sends reverse plans after a short settle, so on an
-    # exodus day the friends who join within seconds of each other reach each follower as one
-    # batch, not one message per friend.
+    owners, own, created = await match.reverse(conn, entry)
+    for origin, n in created.items():
+        events.follows_planned(network.value, origin, n, len(owners))
+    # NOTE: late joiners are not dispatched here: the sweep sends reverse plans after a short
+    # settle, so on an exodus day the friends who join within seconds of each other reach each
+    # follower as one batch, not one message per friend. Part of a follower's own migration
+    # goes now, as their forward match does, without waiting for their batches in flight.
+    work.send(network, own)
     work.dirty.update(owners)
     work.dirty.update(await match.followed_by(conn, entry.x_account_id))
 

@@ -282,3 +282,40 @@ async def test_a_reconnection_already_sent_keeps_its_lane(pool: asyncpg.Pool) ->
         await plans.on_graph(conn, fan)
     row = await pool.fetchrow("select origin, batch_id from follow_ledger where user_id = $1", fan)
     assert (row["origin"], row["batch_id"]) == ("reverse", "sent")
+
+
+async def test_a_friend_linked_first_but_entered_late_is_the_persons_own_migration(
+    pool: asyncpg.Pool,
+) -> None:
+    """Bob links before Alice, but the matcher handles Alice's link first (it lags at a peak):
+    her forward match cannot see him yet. His entry still reaches her, opted in or not, as her
+    own migration, sent at once. Carol and Dave, who link after Alice began, are late joiners:
+    nothing for Alice while she has not opted in, a reconnection left to the sweep once she has.
+    """
+    b = x_base()
+    bob = new_user_id()
+    await add_user(pool, bob, b + 2)
+    await prove(pool, bob, b + 2)
+    await link(pool, bob, BSKY, account(BSKY, b + 2, bob))  # linked, event not handled yet
+    alice = new_user_id()
+    await add_user(pool, alice, b + 1)
+    await prove(pool, alice, b + 1)
+    await store_graph(pool, alice, b + 1, [b + 2, b + 3, b + 4])
+    await link(pool, alice, BSKY, account(BSKY, b + 1, alice))
+    origins = "select target_x_id, origin from follow_ledger where user_id = $1"
+    async with pool.acquire() as conn:
+        await plans.on_linked(conn, alice, BSKY, datetime.now(UTC))
+        assert await ledger_rows(pool, [alice]) == set()  # bob is not in the directory yet
+        work = await plans.on_linked(conn, bob, BSKY, datetime.now(UTC))
+        assert work.dispatch == {BSKY: {alice}}
+        assert dict(await pool.fetch(origins, alice)) == {b + 2: "forward"}
+        await joined(pool, b + 3, BSKY)  # carol
+        assert dict(await pool.fetch(origins, alice)) == {b + 2: "forward"}
+        await pool.execute("update users set auto_reconnect = '{bluesky}' where id = $1", alice)
+        dave = new_user_id()
+        await add_user(pool, dave, b + 4)
+        await prove(pool, dave, b + 4)
+        await link(pool, dave, BSKY, account(BSKY, b + 4, dave))
+        work = await plans.on_linked(conn, dave, BSKY, datetime.now(UTC))
+    assert alice not in work.dispatch.get(BSKY, set())
+    assert dict(await pool.fetch(origins, alice)) == {b + 2: "forward", b + 4: "reverse"}
