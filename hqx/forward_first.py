@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -27,7 +26,8 @@ from nats.js import JetStreamContext
 from hqx.consumer import Delivery
 from hqx.subjects import CONSUMERS, ConsumerSpec
 
-log = logging.getLogger(__name__)
+# Below the shortest ack wait of a follow lane (15 s in `make bench`, 120 s by default).
+HEARTBEAT_S = 5.0
 
 
 def is_forward(spec: ConsumerSpec) -> bool:
@@ -72,11 +72,19 @@ class ForwardFirst:
 
     async def turn(self, delivery: Delivery) -> float:
         """Wait while forward batches are queued, at most `max_wait_s`; returns the wait (s).
-        The message's ack wait restarts afterwards, so the handler keeps its whole time."""
+
+        The message is marked in progress every `HEARTBEAT_S` while it waits (an ack wait can be
+        shorter than the longest wait) and once more at the end, so the handler keeps its whole
+        ack wait and no other replica is handed the message meanwhile.
+        """
         if self.queued <= 0:
             return 0.0
-        started = time.monotonic()
-        while self.queued > 0 and time.monotonic() - started < self.max_wait_s:
+        started = beat = time.monotonic()
+        while self.queued > 0 and (now := time.monotonic()) - started < self.max_wait_s:
+            if now - beat >= HEARTBEAT_S:
+                beat = now
+                with contextlib.suppress(Exception):
+                    await delivery.in_progress()
             await asyncio.sleep(self.poll_s)
         with contextlib.suppress(Exception):
             await delivery.in_progress()

@@ -122,10 +122,11 @@ async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], list[str], dict[
     of them for whom the entry is part of their own migration, and the rows created per origin.
 
     NOTE: an entry linked and proven no later than a follower's own start (their link on that
-    network, or their graph stored) was there when they began: it belongs to their migration (`forward`),
-    and only reaches them here because this event was handled after theirs (the matcher lags
-    at an exodus peak). Planned as a late joiner, it waited for the settle and for their
-    batches in flight, on the late joiners' lane, while the person watched their own migration.
+    network, or their graph stored) was there when they began: it belongs to their migration
+    (`forward`), and only reaches them here because this event was handled after theirs (the
+    matcher lags at an exodus peak). Planned as a late joiner, it waited for the settle and for
+    their batches in flight, on the late joiners' lane, while the person watched their own
+    migration; and a person who had not opted in to reconnections never had it planned.
     """
     rows = await conn.fetch(
         """

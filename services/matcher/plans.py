@@ -43,8 +43,8 @@ async def _join(conn: asyncpg.Connection, user_id: str, network: Network, work: 
         events.directory_changed(user_id, network.value, change.value)
     # NOTE: also on UNCHANGED: a redelivery after a crash between entering and planning.
     owners, own, created = await match.reverse(conn, entry)
-    for origin, n in created.items():
-        events.follows_planned(network.value, origin, n, len(owners))
+    events.follows_planned(network.value, "forward", created["forward"], len(own))
+    events.follows_planned(network.value, "reverse", created["reverse"], len(owners) - len(own))
     # NOTE: late joiners are not dispatched here: the sweep sends reverse plans after a short
     # settle, so on an exodus day the friends who join within seconds of each other reach each
     # follower as one batch, not one message per friend. Part of a follower's own migration

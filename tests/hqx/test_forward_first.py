@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
+
+import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from hqx import bus, forward_first
 
 from hqx.consumer import Delivery
 from hqx.forward_first import ForwardFirst, forward_lanes
@@ -64,4 +70,28 @@ async def test_late_joiners_wait_while_forward_batches_are_queued(
         await late.raw.ack()
     finally:
         watcher.cancel()
+        await svc.stop()
+
+
+async def test_a_waiting_late_joiner_keeps_its_message(
+    settings: ServiceSettings, user_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wait longer than the lane's ack wait: the message is not handed to another worker."""
+    monkeypatch.setattr(forward_first, "HEARTBEAT_S", 0.3)
+    svc = Service("mastodon_adapter", settings, uses_db=False, uses_redis=False)
+    await svc.start()
+    try:
+        await bus.ensure_consumer(svc.js, replace(RECONNECT, ack_wait_s=1.0))
+        first = ForwardFirst(lambda: svc.js, forward_lanes(), poll_s=0.05, max_wait_s=2.5)
+        await svc.publish(follow_requested(MASTO, user_id), batch(user_id, 1))
+        await svc.publish(follow_reconnect(MASTO, user_id), batch(user_id, 2))
+        assert await first.read() == 1
+        late = await take(svc, RECONNECT.durable)
+        assert await first.turn(late) >= 2.5
+        sub = await svc.js.pull_subscribe_bind(RECONNECT.durable, Stream.FOLLOWS.value)
+        with pytest.raises(NatsTimeoutError):
+            await sub.fetch(1, timeout=0.5)  # not redelivered: still this worker's
+        await sub.unsubscribe()
+        await late.raw.ack()
+    finally:
         await svc.stop()
