@@ -10,7 +10,6 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from hqx import bus, forward_first
-
 from hqx.consumer import Delivery
 from hqx.forward_first import ForwardFirst, forward_lanes
 from hqx.messages import FollowRequested, FollowTarget
