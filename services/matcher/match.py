@@ -151,15 +151,16 @@ async def reverse(conn: Conn, entry: Entry) -> tuple[list[str], list[str], dict[
     )
     owners = [r[0] for r in rows]
     target = FollowTarget(x_account_id=str(entry.x_account_id), account=entry.account)
+    own = [r[0] for r in rows if r[1]]
     lanes: tuple[tuple[Origin, list[str]], ...] = (
-        ("forward", [r[0] for r in rows if r[1]]),
+        ("forward", own),
         ("reverse", [r[0] for r in rows if not r[1]]),
     )
     created = {
         o: await ledger.plan_pairs(conn, entry.network, who, [target] * len(who), origin=o)
         for o, who in lanes
     }
-    return owners, lanes[0][1], created
+    return owners, own, created
 
 
 async def followed_by(conn: Conn, x_account_id: int, limit: int = 100_000) -> list[str]:
