@@ -19,18 +19,24 @@ units than asked (never fewer than `min_units`), so a batch shrinks to what the 
 instead of waiting for room for all of it. When nothing can be granted it returns the wait until
 enough points refill: the caller re-delivers later (nak with that delay), it never sleeps.
 
+A server counts a call when it arrives, and a call granted just before an aligned boundary may
+arrive after it, where the next window would grant the full cap again. So a budget with
+`in_flight_s` keeps its granted calls in flight (`:fly`, a sorted set) until `answered`: when a
+window turns, whatever is still unanswered counts in the new window too. A call never answered
+(its replica killed) stops counting after `in_flight_s`.
+
 The server's view wins: `observe` records what `RateLimit-*` headers (or a 429 and its reset)
 say, and until that reset we count at least the server's usage plus what we spent since.
 
-Keys: `hqx:budget:<network>:<account>:<budget>` (+ `:total`, `:server`). Clock: Redis `TIME`,
-so replicas with skewed clocks agree. All keys expire on their own.
+Keys: `hqx:budget:<network>:<account>:<budget>` (+ `:total`, `:server`, `:fly`). Clock: Redis
+`TIME`, so replicas with skewed clocks agree. All keys expire on their own.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -52,6 +58,9 @@ class Budget:
     headroom: float = DEFAULT_HEADROOM
     kind: Literal["sliding", "aligned"] = "sliding"
     guard_s: float = 0.0  # aligned only: no spend this close to either edge (clock skew)
+    # aligned only: the longest a call stays unanswered (waiting for a thread, then its
+    # timeout); 0: calls are not tracked in flight. Wall time: `scaled` leaves it.
+    in_flight_s: float = 0.0
 
     @property
     def cap(self) -> int:
@@ -66,6 +75,10 @@ class Budget:
     def guard_ms(self) -> int:
         return min(round(self.guard_s * 1000), self.window_ms // 4)
 
+    @property
+    def in_flight_ms(self) -> int:
+        return round(self.in_flight_s * 1000) if self.kind == "aligned" else 0
+
     def key(self, account: str) -> str:
         return f"{PREFIX}:{self.network}:{account}:{self.name}"
 
@@ -76,6 +89,10 @@ class Budget:
     def per_call(self, account: str, op: str = "request") -> Charge:
         """The call costs `costs[op]` whatever the number of units (e.g. one HTTP request)."""
         return Charge(self, account, fixed=self.costs[op])
+
+    def tracked(self, in_flight_s: float) -> Budget:
+        """The same budget, its calls counted in flight until answered (at most `in_flight_s`)."""
+        return replace(self, in_flight_s=in_flight_s)
 
     def with_headroom(self, headroom: float) -> Budget:
         return replace(self, headroom=headroom)
@@ -108,7 +125,8 @@ class Grant:
     wait_s: float
     limited_by: str | None = None
     at: float = 0.0  # when Redis decided (epoch seconds): the spend's place in the windows
-    _spent: tuple[tuple[str, str, str, int], ...] = ()
+    _nonce: str = ""
+    _spent: tuple[tuple[Budget, str, int], ...] = ()  # (budget, account, points)
 
     @property
     def ok(self) -> bool:
@@ -159,26 +177,51 @@ BUDGETS: Mapping[str, Budget] = {
     )
 }
 
-# KEYS: per charge (base, total, server). ARGV: units, min_units, nonce, then per charge
-# (window_ms, cap, per_unit, fixed, kind 0=sliding 1=aligned, guard_ms).
-# Returns {granted, wait_ms, limiting charge index (1-based, 0 = none), Redis time ms};
-# wait_ms -1: never fits.
-_ACQUIRE = """
+# Lua: an aligned budget's window and count, rolled over to the current window if it turned
+# since the last spend: calls granted before and still unanswered may arrive in it, so they
+# count there (entries older than `fly` ms are from a killed caller and dropped).
+_ROLL = """
+local function roll(base, flyk, win, fly, now)
+  local w = math.floor(now / win)
+  local h = redis.call('HMGET', base, 'w', 'used')
+  if tonumber(h[1]) == w then return w, tonumber(h[2]) end
+  local u = 0
+  if fly > 0 then
+    redis.call('ZREMRANGEBYSCORE', flyk, '-inf', now - fly)
+    for _, m in ipairs(redis.call('ZRANGE', flyk, 0, -1)) do
+      u = u + tonumber(string.match(m, ':(%d+)$'))
+    end
+    if u > 0 then
+      redis.call('HSET', base, 'w', w, 'used', u)
+      redis.call('PEXPIREAT', base, (w + 1) * win + 1000)
+    end
+  end
+  return w, u
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: per charge (base, total, server, fly). ARGV: units, min_units, nonce, then per charge
+# (window_ms, cap, per_unit, fixed, kind 0=sliding 1=aligned, guard_ms, in_flight_ms).
+# Returns {granted, wait_ms, limiting charge index (1-based, 0 = none), Redis time ms};
+# wait_ms -1: never fits.
+_ACQUIRE = (
+    _ROLL
+    + """
 local units = tonumber(ARGV[1])
 local min_units = tonumber(ARGV[2])
 local nonce = ARGV[3]
-local n = #KEYS / 3
+local n = #KEYS / 4
 local best = units
 local limiting = 0
 local st = {}
 for i = 1, n do
-  local base, totk, srvk = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local o = 3 + (i - 1) * 6
+  local base, totk, srvk, flyk = KEYS[4*i-3], KEYS[4*i-2], KEYS[4*i-1], KEYS[4*i]
+  local o = 3 + (i - 1) * 7
   local win, cap = tonumber(ARGV[o+1]), tonumber(ARGV[o+2])
   local pu, fx, kind = tonumber(ARGV[o+3]), tonumber(ARGV[o+4]), tonumber(ARGV[o+5])
-  local guard = tonumber(ARGV[o+6])
+  local guard, fly = tonumber(ARGV[o+6]), tonumber(ARGV[o+7])
   local u, w, shut = 0, 0, 0
   if kind == 0 then
     local old = redis.call('ZRANGEBYSCORE', base, '-inf', now - win)
@@ -191,9 +234,7 @@ for i = 1, n do
       redis.call('SET', totk, u, 'PX', win + 1000)
     end
   else
-    w = math.floor(now / win)
-    local h = redis.call('HMGET', base, 'w', 'used')
-    if tonumber(h[1]) == w then u = tonumber(h[2]) end
+    w, u = roll(base, flyk, win, fly, now)
     local pos = now - w * win
     if pos < guard then shut = guard - pos
     elseif pos >= win - guard then shut = win - pos + guard end
@@ -205,8 +246,8 @@ for i = 1, n do
     suntil = tonumber(s[3])
   end
   local eff = math.max(u, su)
-  st[i] = {base=base, totk=totk, srvk=srvk, win=win, cap=cap, pu=pu, fx=fx, kind=kind,
-           u=u, w=w, su=su, suntil=suntil, shut=shut, guard=guard}
+  st[i] = {base=base, totk=totk, srvk=srvk, flyk=flyk, win=win, cap=cap, pu=pu, fx=fx,
+           kind=kind, u=u, w=w, su=su, suntil=suntil, shut=shut, guard=guard, fly=fly}
   local room = cap - eff - fx
   local k
   if room < 0 or shut > 0 then k = -1
@@ -225,6 +266,10 @@ if best >= min_units then
       else
         redis.call('HSET', c.base, 'w', c.w, 'used', c.u + cost)
         redis.call('PEXPIREAT', c.base, (c.w + 1) * c.win + 1000)
+        if c.fly > 0 then
+          redis.call('ZADD', c.flyk, now, nonce .. ':' .. cost)
+          redis.call('PEXPIRE', c.flyk, c.fly + 1000)
+        end
       end
       if c.suntil > now then redis.call('HINCRBY', c.srvk, 'extra', cost) end
     end
@@ -257,6 +302,7 @@ for i = 1, n do
 end
 return {0, math.max(wait, 1), worst, now}
 """
+)
 
 # KEYS: base, total, server of one budget. ARGV: used (server's, in our points), until_ms.
 _OBSERVE = """
@@ -265,23 +311,37 @@ redis.call('PEXPIREAT', KEYS[3], tonumber(ARGV[2]) + 1000)
 return 1
 """
 
-# KEYS: base, total per spent entry. ARGV: member, cost, kind per entry.
-_REFUND = """
-for i = 1, #KEYS / 2 do
-  local base, totk = KEYS[2*i-1], KEYS[2*i]
-  local member, cost, kind = ARGV[3*i-2], tonumber(ARGV[3*i-1]), ARGV[3*i]
+# KEYS: base, total, fly per spent entry. ARGV: nonce, then per entry: cost, window_ms, kind,
+# in_flight_ms, refund (1: the server did not count this call against that budget).
+_ANSWERED = (
+    _ROLL
+    + """
+local nonce = ARGV[1]
+for i = 1, #KEYS / 3 do
+  local base, totk, flyk = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  local o = 1 + (i - 1) * 5
+  local cost, win, kind = tonumber(ARGV[o+1]), tonumber(ARGV[o+2]), ARGV[o+3]
+  local fly, back = tonumber(ARGV[o+4]), ARGV[o+5]
+  local member = nonce .. ':' .. cost
   if kind == '0' then
-    if redis.call('ZREM', base, member) == 1 then
+    if back == '1' and redis.call('ZREM', base, member) == 1 then
       local u = tonumber(redis.call('GET', totk) or '0')
       redis.call('SET', totk, math.max(0, u - cost), 'KEEPTTL')
     end
-  elseif redis.call('EXISTS', base) == 1 then
-    local u = tonumber(redis.call('HGET', base, 'used') or '0')
-    redis.call('HSET', base, 'used', math.max(0, u - cost))
+  else
+    if fly > 0 and redis.call('ZSCORE', flyk, member) then
+      roll(base, flyk, win, fly, now)
+      redis.call('ZREM', flyk, member)
+    end
+    if back == '1' and redis.call('EXISTS', base) == 1 then
+      local u = tonumber(redis.call('HGET', base, 'used') or '0')
+      redis.call('HSET', base, 'used', math.max(0, u - cost))
+    end
   end
 end
 return 1
 """
+)
 
 
 class RateLimiter:
@@ -291,7 +351,7 @@ class RateLimiter:
         self._redis = redis
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
-        self._refund = redis.register_script(_REFUND)
+        self._answered = redis.register_script(_ANSWERED)
 
     async def acquire(
         self, charges: Sequence[Charge], units: int = 1, min_units: int | None = None
@@ -308,10 +368,11 @@ class RateLimiter:
         argv: list[str | int] = [units, lo, uuid.uuid4().hex]
         for c in charges:
             base = c.budget.key(c.account)
-            keys += [base, f"{base}:total", f"{base}:server"]
+            keys += [base, f"{base}:total", f"{base}:server", f"{base}:fly"]
             kind = 0 if c.budget.kind == "sliding" else 1
             guard = c.budget.guard_ms if kind else 0
-            argv += [c.budget.window_ms, c.budget.cap, c.per_unit, c.fixed, kind, guard]
+            b = c.budget
+            argv += [b.window_ms, b.cap, c.per_unit, c.fixed, kind, guard, b.in_flight_ms]
         granted, wait_ms, idx, at_ms = (int(x) for x in await self._acquire(keys=keys, args=argv))
         name = charges[idx - 1].budget.name if idx else None
         if wait_ms < 0:
@@ -319,31 +380,32 @@ class RateLimiter:
         if wait_ms > 0:
             return Grant(0, wait_ms / 1000.0, name, at_ms / 1000.0)
         spent = tuple(
-            (
-                c.budget.key(c.account),
-                "0" if c.budget.kind == "sliding" else "1",
-                argv[2],
-                c.fixed + granted * c.per_unit,
-            )
+            (c.budget, c.account, c.fixed + granted * c.per_unit)
             for c in charges
             if c.fixed + granted * c.per_unit > 0
         )
-        return Grant(granted, 0.0, name, at_ms / 1000.0, spent)  # type: ignore[arg-type]
+        return Grant(granted, 0.0, name, at_ms / 1000.0, str(argv[2]), spent)
 
-    async def refund(self, grant: Grant) -> None:
-        """Give back what a grant spent (the call it paid for never reached the server).
+    async def answered(self, grant: Grant, refund: Collection[Budget] = ()) -> None:
+        """The call `grant` paid for has its answer (or its error): it is no longer in flight.
 
-        NOTE: an aligned budget is refunded in its current window (off by one call at most
-        across a window boundary).
+        `refund`: budgets the server did not count this call against (a follow it refused to
+        create), given back in the current window. What every call costs on arrival (a request)
+        is never refunded: the server counted it, whatever it answered.
         """
-        if not grant._spent:
-            return
+        back = {(b.network, b.name) for b in refund}
         keys: list[str] = []
-        argv: list[str | int] = []
-        for base, kind, nonce, cost in grant._spent:
-            keys += [base, f"{base}:total"]
-            argv += [f"{nonce}:{cost}", cost, kind]
-        await self._refund(keys=keys, args=argv)
+        argv: list[str | int] = [grant._nonce]
+        for budget, account, cost in grant._spent:
+            give = (budget.network, budget.name) in back
+            if not give and not budget.in_flight_ms:
+                continue
+            base = budget.key(account)
+            keys += [base, f"{base}:total", f"{base}:fly"]
+            kind = "0" if budget.kind == "sliding" else "1"
+            argv += [cost, budget.window_ms, kind, budget.in_flight_ms, int(give)]
+        if keys:
+            await self._answered(keys=keys, args=argv)
 
     async def observe(
         self,

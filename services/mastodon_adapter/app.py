@@ -26,7 +26,7 @@ def create(settings: Settings) -> Service:
     threads = len(specs) * settings.concurrency * settings.follows_in_flight
     clients = AccountClients(settings.verify, threads=threads)
     deps: dict[str, Deps] = {}
-    budgets = Budgets.build(settings.headroom, settings.time_compression)
+    budgets = Budgets.build(settings.headroom, settings.time_compression, settings.call_in_flight_s)
 
     async def start() -> None:
         follower = Follower(settings, svc.redis, RateLimiter(svc.redis), budgets)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hqx import ratelimit
-from hqx.ratelimit import Budget, Charge, Grant, RateLimiter
+from hqx.ratelimit import Budget, Charge, RateLimiter
 from services.mastodon_adapter.client import parse_reset
 
 
@@ -23,13 +23,16 @@ class Budgets:
     instance: Budget
 
     @classmethod
-    def build(cls, headroom: float, compression: float = 1.0) -> Budgets:
+    def build(cls, headroom: float, compression: float = 1.0, in_flight_s: float = 0.0) -> Budgets:
+        """`in_flight_s`: the longest a call stays unanswered; the per-account windows count
+        a call in flight across their boundary (`hqx.ratelimit`), as the instance may."""
+
         def b(x: Budget) -> Budget:
             return x.with_headroom(headroom).scaled(compression)
 
         return cls(
-            b(ratelimit.MASTODON_FOLLOWS_DAY),
-            b(ratelimit.MASTODON_TOKEN_REQUESTS),
+            b(ratelimit.MASTODON_FOLLOWS_DAY).tracked(in_flight_s),
+            b(ratelimit.MASTODON_TOKEN_REQUESTS).tracked(in_flight_s),
             b(ratelimit.MASTODON_INSTANCE_REQUESTS),
         )
 
@@ -42,10 +45,6 @@ class Budgets:
 
     def for_request(self, account: str, host: str) -> list[Charge]:
         return [self.token.per_call(account), self.instance.per_call(host)]
-
-
-async def spend(limiter: RateLimiter, charges: list[Charge]) -> Grant:
-    return await limiter.acquire(charges, units=1)
 
 
 async def observe_headers(

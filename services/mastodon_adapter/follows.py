@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from hqx.errors import Reason
 from hqx.messages.follow import FollowResult, FollowState, FollowTarget
-from hqx.ratelimit import Charge, Grant, RateLimiter
+from hqx.ratelimit import Budget, Charge, Grant, RateLimiter
 from services.mastodon_adapter import claims, events, resolver
 from services.mastodon_adapter.accounts import Account
 from services.mastodon_adapter.budgets import Budgets, observe_headers
@@ -193,6 +193,7 @@ class Follower:
             return None
         finally:
             events.request_done("search", time.perf_counter() - t0)
+            await self.limiter.answered(grant)
 
     async def _made_before(
         self, account: Account, client: AccountClient, t: FollowTarget, found: Resolved
@@ -207,6 +208,7 @@ class Follower:
             rel = await client.relationship(found.id)
         finally:
             events.request_done("relationship", time.perf_counter() - t0)
+            await self.limiter.answered(grant)
         return _made(t, rel) if rel.following or rel.requested else None
 
     async def _follow(
@@ -216,19 +218,23 @@ class Follower:
         if isinstance(grant, Stop):
             return grant
         t0 = time.perf_counter()
+        # The instance counted the request whatever it answered; a follow it refused to create
+        # is not one of the day's. A timeout may have created one: nothing is given back.
+        unmade: tuple[Budget, ...] = ()
         try:
             rel = await client.follow(found.id)
         except TargetError as e:
-            await self.limiter.refund(grant)  # no follow was created: Mastodon does not count it
+            unmade = (self.budgets.follows,)
             return _skipped(t, e.code)
         except FollowCapError as e:
-            await self.limiter.refund(grant)
+            unmade = (self.budgets.follows,)
             return Stop(Reason.FOLLOW_CAP, capped=True, budget=e.message)
-        except (RateLimitedError, UnavailableError):
-            await self.limiter.refund(grant)
+        except RateLimitedError:
+            unmade = (self.budgets.follows,)
             raise
         finally:
             events.request_done("follow", time.perf_counter() - t0)
+            await self.limiter.answered(grant, refund=unmade)
         if rel.headers:
             await observe_headers(self.limiter, self.budgets, account.account, rel.headers)
         return _made(t, rel)

@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     # When a redelivery takes over its killed delivery's claims (asking the instance whether it
     # followed): a live one makes no call after its time limit plus a call's timeout (20 s).
     claim_quiet_s: float = 80.0
+    # The longest a call stays unanswered (its timeout, 20 s, after waiting for a thread): a
+    # call granted before a window's boundary counts in the next until answered, at most this.
+    call_in_flight_s: float = 80.0
     # Back-off when an instance answers 5xx or not at all.
     unavailable_retry_s: float = 30.0
     # Batches handled at once per lane, and follows of one batch in flight at once.

@@ -178,12 +178,66 @@ def test_compression_scales_the_guard_with_the_window() -> None:
     assert tiny.guard_ms <= tiny.window_ms // 4  # a guard never closes a window
 
 
-async def test_refund_gives_points_back(limiter: RateLimiter) -> None:
+async def test_answered_gives_back_only_the_budgets_the_server_did_not_count(
+    limiter: RateLimiter,
+) -> None:
     a = acct()
     g = await limiter.acquire([HOUR.per_unit(a, "create"), DAY.per_unit(a, "create")], units=100)
     assert await limiter.used(HOUR, a) == 300
-    await limiter.refund(g)
-    assert await limiter.used(HOUR, a) == await limiter.used(DAY, a) == 0
+    await limiter.answered(g, refund=[HOUR])
+    assert (await limiter.used(HOUR, a), await limiter.used(DAY, a)) == (0, 300)
+    await limiter.answered(g, refund=[HOUR])  # once only
+    assert await limiter.used(HOUR, a) == 0
+
+
+def _aligned(in_flight_s: float, window_s: float = 2.0) -> Budget:
+    b = Budget("mastodon", "t", window_s, 10, kind="aligned", guard_s=0.1, headroom=0.0)
+    return b.tracked(in_flight_s)
+
+
+async def _grantable(limiter: RateLimiter, b: Budget, a: str) -> int:
+    g = await limiter.acquire([b.per_unit(a, "request")], units=10, min_units=0)
+    return g.units
+
+
+async def test_calls_in_flight_across_an_aligned_boundary_count_in_the_next_window(
+    limiter: RateLimiter,
+) -> None:
+    """The instance counts a call when it arrives: one granted before the boundary and still
+    unanswered may land in the next window, which must then grant that much less."""
+    tracked, untracked = _aligned(5.0), _aligned(0.0)
+    a, c = acct(), acct()
+    await at_window_position(2.0, 1.5, 1.7)
+    grants = [await limiter.acquire([tracked.per_call(a)]) for _ in range(4)]
+    for _ in range(4):
+        assert (await limiter.acquire([untracked.per_call(c)])).ok
+    assert all(g.ok for g in grants)
+    await limiter.answered(grants[0])  # answered in its own window: counted there only
+    await at_window_position(2.0, 0.2, 0.4)
+    await limiter.answered(grants[1])  # answered after the boundary, before any new spend
+    assert await _grantable(limiter, tracked, a) == 7
+    for g in grants[2:]:
+        await limiter.answered(g)  # still counted: it may have arrived in this window
+    assert await _grantable(limiter, tracked, a) == 0
+    assert await _grantable(limiter, untracked, c) == 10
+
+
+async def test_a_call_never_answered_stops_counting_after_in_flight_s(
+    limiter: RateLimiter,
+) -> None:
+    """A replica killed mid-call never answers it: its call counts for `in_flight_s` at most."""
+    b = _aligned(1.2, window_s=1.0)
+    a = acct()
+    await at_window_position(1.0, 0.4, 0.5)
+    assert (await limiter.acquire([b.per_call(a)])).ok  # never answered
+    await at_window_position(1.0, 0.2, 0.3)
+    g = await limiter.acquire([b.per_call(a)])
+    assert await limiter.used(b, a) == 2
+    await limiter.answered(g)
+    await asyncio.sleep(0.5)
+    await at_window_position(1.0, 0.2, 0.3)
+    assert (await limiter.acquire([b.per_call(a)])).ok
+    assert await limiter.used(b, a) == 1
 
 
 async def test_accounts_are_independent_and_impossible_asks_raise(limiter: RateLimiter) -> None:

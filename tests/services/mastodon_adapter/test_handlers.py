@@ -11,10 +11,12 @@ import pytest
 from hqx import db, ledger, subjects
 from hqx.messages import FollowDone, FollowRequested
 from hqx.messages.follow import FollowTarget
+from hqx.ratelimit import RateLimiter
 from hqx.service import Service
 from hqx.settings import ServiceSettings
 from hqx.subjects import Network, Stream
 from services.mastodon_adapter.app import create
+from services.mastodon_adapter.budgets import Budgets
 from services.mastodon_adapter.csv_export import following_csv
 from tests.eventually import drained, eventually
 from tests.peers.mastodon import following
@@ -103,8 +105,16 @@ async def test_outcomes_done_requested_skipped(
     ]
     svc = await run_adapter(settings)
     try:
+        window = int(time.time() // 300)
         await request_follows(svc, pool, user_id, targets(accts))
         await drained(svc.js, SPEC.stream.value, SPEC.durable)
+        # The refused follow (403) is not one of the day's 400; its request counted all the same.
+        budgets, limiter = Budgets.build(s.headroom), RateLimiter(svc.redis)
+        alice = f"alice@{mastodon['domain']}"
+        assert await limiter.used(budgets.follows, alice) == 4
+        if int(time.time() // 300) == window:  # both counts are of one 5-minute window
+            ours = await limiter.used(budgets.token, alice)
+            assert ours == front.token_api.used("alice-token", time.time()) > 4
         assert await ledger_states(pool, user_id) == {
             remote(1): ("done", None),
             remote(2): ("done", None),
