@@ -9,6 +9,7 @@ from hqx import bus
 from hqx.consumer import Delivery
 from hqx.crypto import TokenCipher
 from hqx.follow_events import report_allowed_rate
+from hqx.forward_first import ForwardFirst, forward_lanes, is_forward
 from hqx.messages import FollowRequested, Message
 from hqx.outcomes import Outcome
 from hqx.ratelimit import RateLimiter, units_per_minute
@@ -44,6 +45,12 @@ def create(settings: Settings) -> Service:
             deps["d"] = build_deps()
         return await handle_follow_requested(message, delivery, deps["d"])
 
+    first = ForwardFirst(lambda: svc.js, forward_lanes())
+
+    async def on_late_joiners(message: FollowRequested, delivery: Delivery) -> Outcome:
+        await first.turn(delivery)
+        return await on_follow_requested(message, delivery)
+
     async def close_connections() -> None:
         if "d" in deps:
             await deps["d"].pds.close()
@@ -54,7 +61,9 @@ def create(settings: Settings) -> Service:
             spec = replace(spec, ack_wait_s=settings.ack_wait_s)
             # NOTE: every service start declares the registry's durables; re-apply ours after.
             svc.on_start(partial(_redeclare, svc, spec))
-        svc.consume(spec, (FollowRequested,), on_follow_requested, concurrency=settings.concurrency)
+        lane = on_follow_requested if is_forward(spec) else on_late_joiners
+        svc.consume(spec, (FollowRequested,), lane, concurrency=settings.concurrency)
+    svc.background(first.watch)
     rate = units_per_minute(settings.budgets()[:2], "create")
     svc.background(lambda: report_allowed_rate(svc.pool, "bluesky", rate, service=SERVICE))
     svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies

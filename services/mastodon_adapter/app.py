@@ -6,6 +6,7 @@ import functools
 
 from hqx.crypto import TokenCipher
 from hqx.follow_events import report_allowed_rate
+from hqx.forward_first import ForwardFirst, forward_lanes, is_forward
 from hqx.messages import FollowRequested
 from hqx.ratelimit import RateLimiter, units_per_minute
 from hqx.service import Service
@@ -35,12 +36,20 @@ def create(settings: Settings) -> Service:
     async def handler(message: FollowRequested, delivery):  # type: ignore[no-untyped-def]
         return await handle_follow_requested(message, delivery, deps["d"])
 
+    first = ForwardFirst(lambda: svc.js, forward_lanes())
+
+    async def late_joiners(message: FollowRequested, delivery):  # type: ignore[no-untyped-def]
+        await first.turn(delivery)
+        return await handler(message, delivery)
+
     svc.on_start(start)
     rate = units_per_minute((budgets.follows,), "follow")
     svc.background(lambda: report_allowed_rate(svc.pool, "mastodon", rate, service=NAME))
     svc.on_stop(functools.partial(_close, clients))
+    svc.background(first.watch)
     for spec in specs:
-        svc.consume(spec, (FollowRequested,), handler, concurrency=settings.concurrency)
+        lane = handler if is_forward(spec) else late_joiners
+        svc.consume(spec, (FollowRequested,), lane, concurrency=settings.concurrency)
     return svc
 
 
