@@ -367,11 +367,11 @@ class RateLimiter:
         keys: list[str] = []
         argv: list[str | int] = [units, lo, uuid.uuid4().hex]
         for c in charges:
-            base = c.budget.key(c.account)
-            keys += [base, f"{base}:total", f"{base}:server", f"{base}:fly"]
-            kind = 0 if c.budget.kind == "sliding" else 1
-            guard = c.budget.guard_ms if kind else 0
             b = c.budget
+            base = b.key(c.account)
+            keys += [base, f"{base}:total", f"{base}:server", f"{base}:fly"]
+            kind = 0 if b.kind == "sliding" else 1
+            guard = b.guard_ms if kind else 0
             argv += [b.window_ms, b.cap, c.per_unit, c.fixed, kind, guard, b.in_flight_ms]
         granted, wait_ms, idx, at_ms = (int(x) for x in await self._acquire(keys=keys, args=argv))
         name = charges[idx - 1].budget.name if idx else None
