@@ -31,7 +31,7 @@ async def handle_follow_requested(
     todo = await ledger.still_planned(deps.pool, message.user_id, NETWORK, message.targets)
     if not todo:
         return Done("nothing planned")
-    run = FollowRun(deps, ident, delivery.num_delivered)
+    run = FollowRun(deps, ident, delivery.num_delivered, delivery.stream_sequence)
     try:
         return await run.execute(todo)
     finally:

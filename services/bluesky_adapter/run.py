@@ -18,7 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from hqx import db, ledger, ratelimit
+from hqx import backoff, db, ledger, ratelimit
 from hqx.crypto import TokenCipher
 from hqx.errors import Reason
 from hqx.messages import AccountPaused, FollowDone, FollowResult, FollowState, FollowTarget, Message
@@ -64,11 +64,12 @@ class _Stop(Exception):
 
 
 class FollowRun:
-    def __init__(self, deps: Deps, ident: Identity, attempt: int) -> None:
+    def __init__(self, deps: Deps, ident: Identity, attempt: int, sequence: int) -> None:
         self.d = deps
         self.ident = ident
         self.user = ident.user_id
         self.attempt = attempt
+        self.sequence = sequence  # the message's, in its stream: what its back-off counts by
         self.host = urlsplit(ident.pds_url).netloc or ident.pds_url
         self.hour, self.day, self.requests = deps.settings.budgets()
         self.client = AccountClient(
@@ -237,7 +238,10 @@ class FollowRun:
                 )
             return Skipped(e.code)
         await follow_index.drop(self.d.redis, self.did)
-        delay = min(self.d.settings.max_backoff_s, 2.0**self.attempt)
+        s = self.d.settings
+        delay = await backoff.unavailable_delay(
+            self.d.redis, NETWORK, self.sequence, s.first_backoff_s, s.max_backoff_s
+        )
         events.batch_deferred(self.user, e.code, delay)
         return RetryLater(delay, e.code)
 

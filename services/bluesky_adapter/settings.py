@@ -22,7 +22,9 @@ class Settings(ServiceSettings):
     follow_index_ttl_s: float = 300.0
     # Deliveries of one batch that may end in an unreadable response before it is failed.
     max_malformed_attempts: int = 5
-    # Longest wait between retries when the PDS is down.
+    # Waits between a batch's retries when the PDS is down: the first, doubled on each repeat
+    # up to the longest (`hqx.backoff`).
+    first_backoff_s: float = 2.0
     max_backoff_s: float = 300.0
     # Batches handled at once by one replica.
     concurrency: int = 8

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from hqx import db, ledger, subjects
+from hqx import backoff, db, ledger, subjects
 from hqx.consumer import Delivery
 from hqx.crypto import TokenCipher
 from hqx.errors import Reason
@@ -67,7 +67,7 @@ async def handle_follow_requested(
         )
     finally:
         deps.clients.give_back(account.account, token, client)
-    return await conclude(deps, uid, stop, len(todo))
+    return await conclude(deps, uid, stop, len(todo), delivery.stream_sequence)
 
 
 async def flush(deps: Deps, uid: str, results: list[FollowResult]) -> None:
@@ -88,7 +88,9 @@ async def flush(deps: Deps, uid: str, results: list[FollowResult]) -> None:
             events.follows_skipped(uid, r.reason or "unknown")
 
 
-async def conclude(deps: Deps, uid: str, stop: Stop | None, planned: int) -> Outcome:
+async def conclude(
+    deps: Deps, uid: str, stop: Stop | None, planned: int, stream_sequence: int
+) -> Outcome:
     if stop is None:
         return Done()
     if stop.reason == Reason.USER_ERASED:
@@ -103,5 +105,15 @@ async def conclude(deps: Deps, uid: str, stop: Stop | None, planned: int) -> Out
         paused = AccountPaused(user_id=uid, network=NET, reason=stop.reason)
         await deps.bus.publish(subjects.account_paused(NET, uid), paused)
         return Skipped(stop.reason)
-    events.batch_deferred(uid, stop.reason, stop.delay_s, stop.budget)
-    return RetryLater(stop.delay_s, stop.reason)
+    delay = stop.delay_s
+    if stop.reason == Reason.NETWORK_UNAVAILABLE:
+        s = deps.follower.settings
+        delay = await backoff.unavailable_delay(
+            deps.follower.redis,
+            NET,
+            stream_sequence,
+            s.unavailable_first_retry_s,
+            s.unavailable_retry_s,
+        )
+    events.batch_deferred(uid, stop.reason, delay, stop.budget)
+    return RetryLater(delay, stop.reason)

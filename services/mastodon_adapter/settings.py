@@ -36,7 +36,10 @@ class Settings(ServiceSettings):
     # The longest a call stays unanswered (its timeout, 20 s, after waiting for a thread): a
     # call granted before a window's boundary counts in the next until answered, at most this.
     call_in_flight_s: float = 80.0
-    # Back-off when an instance answers 5xx or not at all.
+    # Back-off when an instance answers 5xx or not at all: the first retry of a batch comes
+    # soon (most are one slow answer at a busy moment), the wait doubles on each repeat, up
+    # to the longest; a 429 without a reset time also waits the longest.
+    unavailable_first_retry_s: float = 2.0
     unavailable_retry_s: float = 30.0
     # Batches handled at once per lane, and follows of one batch in flight at once.
     concurrency: int = 8

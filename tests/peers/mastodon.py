@@ -44,7 +44,7 @@ def mastodon_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         "MASTODON_PEER_PORT": str(free_port()),
         "MASTODON_PEER_RUN_DIR": str(run_dir),
         "MASTODON_PEER_REMOTE_ACCOUNTS": str(REMOTE_ACCOUNTS),
-        "MASTODON_PEER_USERS": "alice,bob,carol,dave,erin",
+        "MASTODON_PEER_USERS": "alice,bob,carol,dave,erin,frank",
     }
     subprocess.run(["bash", str(PEER_DIR / "install.sh")], env=env, check=True, capture_output=True)
     subprocess.run(["bash", str(PEER_DIR / "start.sh")], env=env, check=True)

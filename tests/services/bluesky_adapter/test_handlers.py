@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -35,9 +36,10 @@ from tests.services.bluesky_adapter.conftest import (
 
 @dataclass
 class FakeDelivery:
-    """Only what the handler reads of a JetStream delivery."""
+    """Only what the handler reads of a JetStream delivery (a new message unless told)."""
 
     num_delivered: int = 1
+    stream_sequence: int = field(default_factory=lambda: secrets.randbelow(2**62))
 
 
 @pytest.fixture
@@ -104,10 +106,18 @@ async def test_unreachable_pds_retries_later_with_backoff_and_loses_nothing(
     await identity.save_session(pool, deps.cipher, user, ident.did, SecretStr(":::".join(parts)))
     ts = targets(10)
     await ledger.plan(pool, user, Network.BLUESKY, ts)
-    first = await handle_follow_requested(batch(user, ts), FakeDelivery(1), deps)  # type: ignore[arg-type]
-    third = await handle_follow_requested(batch(user, ts), FakeDelivery(3), deps)  # type: ignore[arg-type]
-    assert isinstance(first, RetryLater) and first.reason == "network_unavailable"
-    assert isinstance(third, RetryLater) and third.delay_s > first.delay_s
+    # Delivered 9 times (8 of them waits for a window, say): its first unanswered try still
+    # comes back soon; the wait doubles only on the message's own repeats.
+    deps.settings = deps.settings.model_copy(update={"max_backoff_s": 5.0})
+    seq = FakeDelivery().stream_sequence
+    waits = []
+    for n in (9, 10, 11):
+        out = await handle_follow_requested(batch(user, ts), FakeDelivery(n, seq), deps)  # type: ignore[arg-type]
+        assert isinstance(out, RetryLater) and out.reason == "network_unavailable"
+        waits.append(out.delay_s)
+    assert waits == [2.0, 4.0, 5.0]
+    other = await handle_follow_requested(batch(user, ts), FakeDelivery(9), deps)  # type: ignore[arg-type]
+    assert isinstance(other, RetryLater) and other.delay_s == 2.0  # another message: its own
     assert await ledger_states(pool, user) == {"planned": 10}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -161,6 +162,51 @@ async def test_a_batch_keeps_a_few_follows_in_flight(
         assert front.stats["follows_new"] == len(ts) and front.stats["follows_repeated"] == 0
         assert 1 < front.stats["max_in_flight"] <= s.follows_in_flight
         assert {st for st, _ in (await ledger_states(pool, user_id)).values()} == {"done"}
+    finally:
+        await svc.stop()
+
+
+async def test_an_instance_that_does_not_answer_is_retried_soon_then_less_often(
+    settings: ServiceSettings,
+    pool: asyncpg.Pool,
+    mastodon: dict[str, Any],
+    front: LimitFront,
+    user_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two 503s: the batch comes back after 2 s, then 4 s (not twice the longest wait), and
+    the follow is made once."""
+    s = adapter_settings(settings)
+    await link_identity(
+        pool, s, user_id, front.base_url, f"frank@{mastodon['domain']}", "frank-token"
+    )
+    base, http = mastodon["base_url"], mastodon["http"]
+    target = http.get(
+        f"{base}/api/v1/accounts/lookup", params={"acct": remote(7)}, timeout=10
+    ).json()["id"]
+    rule = {
+        "match": {"methods": ["POST"], "path_regex": f"^/api/v1/accounts/{target}/follow$"},
+        "effect": {"type": "status", "status": 503},
+        "count": 2,
+    }
+    http.post(f"{base}/api/v1/_mock/faults", json=rule, timeout=10).raise_for_status()
+    caplog.set_level(logging.INFO, logger="services.mastodon_adapter.events")
+    svc = await run_adapter(settings)
+    try:
+        await request_follows(svc, pool, user_id, targets([remote(7)]))
+
+        async def followed() -> bool:
+            return await ledger_states(pool, user_id) == {remote(7): ("done", None)}
+
+        await eventually(followed, timeout=60)
+        waits = [
+            r.delay_s  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.getMessage() == "follow batch deferred" and r.user_id == user_id  # type: ignore[attr-defined]
+        ]
+        assert waits == [2.0, 4.0]
+        assert following(mastodon, "frank-token") == [remote(7)]
+        assert front.stats["follows_new"] == 1
     finally:
         await svc.stop()
 
