@@ -27,7 +27,7 @@ from nats.js.api import PubAck
 from nats.js.object_store import ObjectStore
 from redis.exceptions import RedisError
 
-from hqx import bus, db, metrics, telemetry
+from hqx import backoff, bus, db, metrics, telemetry
 from hqx.consumer import Delivery, Handler, process
 from hqx.health import HealthServer, health_app
 from hqx.messages import Message
@@ -152,9 +152,7 @@ class Service:
         if spec.max_deliver > 0 or self._redis is None:
             return delivery.num_delivered
         key = f"hqx:failures:{spec.durable}:{delivery.stream_sequence}"
-        n = int(await self._redis.incr(key))
-        await self._redis.expire(key, 7 * 86400)
-        return n
+        return await backoff.count(self._redis, key, 7 * 86400)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
