@@ -281,12 +281,13 @@ class Seen:
 
     @classmethod
     def of(cls, nets: Networks, pop: Population) -> Seen:
+        (created, bluesky_refused), (follow_calls, mastodon_refused, searches) = nets.recorded()
         return cls(
-            created=list(nets.bluesky.created),
-            follow_calls=list(nets.mastodon.follow_calls),
-            violations=[f"bluesky:{x.limit}" for x in nets.bluesky.violations]
-            + [f"mastodon:{x.limit}" for x in nets.mastodon.violations],
-            searches=Counter(nets.mastodon.searches),
+            created=created,
+            follow_calls=follow_calls,
+            violations=[f"bluesky:{x}" for x in bluesky_refused]
+            + [f"mastodon:{x}" for x in mastodon_refused],
+            searches=searches,
             accts={p.user_id: nets.acct(p) for p in pop.people if p.mastodon_instance is not None},
         )
 

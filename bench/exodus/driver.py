@@ -27,11 +27,11 @@ import asyncpg
 import nats
 from nats.js.api import ObjectMeta
 
-from bench.exodus.loopback import LoopbackServer
+from bench.exodus.loopback import ForkedServer
 from bench.exodus.orchestra import Orchestra
 from bench.exodus.population import Person, Population
-from bench.exodus.sim_bluesky import BlueskySim
-from bench.exodus.sim_mastodon import MastodonSim
+from bench.exodus.sim_bluesky import BlueskySim, Created
+from bench.exodus.sim_mastodon import FollowCall, MastodonSim
 from hqx import erasure, subjects
 from hqx.crypto import TokenCipher
 from hqx.messages import (
@@ -58,23 +58,31 @@ def instance_addresses(n: int) -> list[str]:
 
 @dataclass
 class Networks:
-    """The simulated networks of a run, served on loopback from threads of this process."""
+    """The simulated networks of a run, each served on loopback from a child process of its
+    own (`ForkedServer`), forked once everyone's accounts are registered."""
 
     factor: float
     instances: int
+    # What each network starts with; once started, the children's copies are the live ones.
     bluesky: BlueskySim = field(init=False)
     mastodon: MastodonSim = field(init=False)
-    _servers: list[LoopbackServer] = field(default_factory=list)
+    _servers: list[ForkedServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.bluesky = BlueskySim(self.factor)
         self.mastodon = MastodonSim(self.factor)
-
-    def start(self) -> Networks:
         self._servers = [
-            LoopbackServer(self.bluesky.app(), PDS_HOSTS).start(),
-            LoopbackServer(self.mastodon.app(), instance_addresses(self.instances)).start(),
+            ForkedServer(self.bluesky, PDS_HOSTS),
+            ForkedServer(self.mastodon, instance_addresses(self.instances)),
         ]
+
+    def start(self, pop: Population) -> Networks:
+        """Everyone already has their accounts on the networks before the day starts."""
+        for server in self._servers:
+            server.bind()  # an instance's domain is its address and port
+        self.register(pop)
+        for server in self._servers:
+            server.start()
         return self
 
     def pds_url(self, p: Person) -> str:
@@ -88,7 +96,6 @@ class Networks:
         return f"{p.username}@{self.instance_url(p).removeprefix('http://')}"
 
     def register(self, pop: Population) -> None:
-        """Everyone already has their accounts on the networks before the day starts."""
         for p in pop.people:
             if p.bluesky:
                 host = PDS_HOSTS[p.index % len(PDS_HOSTS)]
@@ -101,8 +108,18 @@ class Networks:
 
     def drop(self, seconds: float) -> None:
         until = time.time() + seconds
-        self.bluesky.down_until = until
-        self.mastodon.down_until = until
+        for server in self._servers:
+            server.call("outage", until)
+
+    def recorded(
+        self,
+    ) -> tuple[tuple[list[Created], list[str]], tuple[list[FollowCall], list[str], Counter[str]]]:
+        """What each network recorded so far (`BlueskySim.recorded`, `MastodonSim.recorded`)."""
+        bluesky, mastodon = self._servers
+        return bluesky.call("recorded"), mastodon.call("recorded")
+
+    def cpu_s(self) -> float:
+        return sum(server.cpu_s() for server in self._servers)
 
     def stop(self) -> None:
         for s in self._servers:

@@ -1,4 +1,5 @@
-"""Serve an ASGI app on several loopback addresses (one per simulated host) from a thread.
+"""Serve an ASGI app on several loopback addresses (one per simulated host), from a thread
+(`LoopbackServer`) or from a child process of its own (`ForkedServer`).
 
 Linux routes all of 127.0.0.0/8 to loopback, so 50 Mastodon instances are 50 addresses on one
 port, served by one uvicorn server: each instance has its own host (its own domain and its own
@@ -14,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
 
+import psutil
 import uvicorn
 
 
@@ -54,8 +59,12 @@ class LoopbackServer:
     _thread: threading.Thread | None = None
     _socks: list[socket.socket] = field(default_factory=list)
 
-    def start(self) -> LoopbackServer:
-        self.port, self._socks = bind_all(self.addresses)
+    def start(self, socks: list[socket.socket] | None = None) -> LoopbackServer:
+        """Serve on `socks` when given (bound by `bind_all`), else on sockets bound here."""
+        if socks:
+            self.port, self._socks = socks[0].getsockname()[1], socks
+        else:
+            self.port, self._socks = bind_all(self.addresses)
         config = uvicorn.Config(
             self.app, log_level="warning", access_log=False, lifespan="off", backlog=512
         )
@@ -83,3 +92,101 @@ class LoopbackServer:
         for s in self._socks:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+class Served(Protocol):
+    """A simulated network's state: what it serves, and what it recorded."""
+
+    def app(self) -> Any: ...
+
+
+@dataclass
+class ForkedServer:
+    """`state` served on loopback from a child process of its own, forked once the parent has
+    filled it (the accounts of the day): its answers never wait for the driver's GIL.
+
+    NOTE: in a thread of the driver's process, every simulated network call waited on the
+    driver's own work (building archives, uploading them, sampling CPU), most at the peak of
+    the day, which the limits' windows then turned into whole windows of delay: a network 24
+    times farther away than a real one exactly when it matters. The parent's `state` is a
+    copy from before the fork: read what the child recorded with `call`.
+    """
+
+    state: Served
+    addresses: list[str]
+    port: int = 0
+    _socks: list[socket.socket] = field(default_factory=list)
+    _proc: BaseProcess | None = None
+    _conn: Connection | None = None
+
+    def bind(self) -> ForkedServer:
+        """Take the port now: the state may need its own URLs before it is served."""
+        if not self._socks:
+            self.port, self._socks = bind_all(self.addresses)
+        return self
+
+    def start(self, timeout_s: float = 30.0) -> ForkedServer:
+        self.bind()
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve_forked,
+            args=(self.state, self.addresses, self._socks, child),
+            name="sim-" + self.addresses[0],
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        for s in self._socks:  # the child serves them
+            s.close()
+        if not self._conn.poll(timeout_s) or self._conn.recv() != "ready":
+            self.stop()
+            raise RuntimeError(f"simulated network on {self.addresses[0]} did not start")
+        return self
+
+    def url(self, address: str) -> str:
+        return f"http://{address}:{self.port}"
+
+    def call(self, method: str, *args: Any) -> Any:
+        """`state.<method>(*args)` in the child, and its result (pickled back)."""
+        assert self._conn is not None, "not started"
+        self._conn.send((method, args))
+        return self._conn.recv()
+
+    def cpu_s(self) -> float:
+        """CPU seconds the child has used so far (0.0 once it is gone)."""
+        try:
+            assert self._proc is not None and self._proc.pid is not None
+            t = psutil.Process(self._proc.pid).cpu_times()
+        except (AssertionError, psutil.Error):
+            return 0.0
+        return float(t.user + t.system)
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+        if self._proc is not None:
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+
+def _serve_forked(
+    state: Served, addresses: list[str], socks: list[socket.socket], conn: Connection
+) -> None:
+    """The child: serve until the parent says stop (None) or is gone (end of the pipe)."""
+    server = LoopbackServer(state.app(), addresses).start(socks)
+    conn.send("ready")
+    try:
+        while (request := conn.recv()) is not None:
+            method, args = request
+            conn.send(getattr(state, method)(*args))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        server.stop()

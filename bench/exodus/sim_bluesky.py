@@ -106,6 +106,15 @@ class BlueskySim:
     def violations(self) -> list[Any]:
         return self.limiter.violations
 
+    def outage(self, until: float) -> None:
+        """Answer 503 to every request until `until` (epoch s): the network is down."""
+        self.down_until = until
+
+    def recorded(self) -> tuple[list[Created], list[str]]:
+        """The records created, and the limit of each refused request."""
+        with self.lock:
+            return list(self.created), [v.limit for v in self.violations]
+
     # --- HTTP -----------------------------------------------------------------------------
 
     def app(self) -> Starlette:

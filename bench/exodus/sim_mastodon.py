@@ -80,6 +80,16 @@ class MastodonSim:
     def violations(self) -> list[Any]:
         return self.limiter.violations
 
+    def outage(self, until: float) -> None:
+        """Answer 503 to every request until `until` (epoch s): the network is down."""
+        self.down_until = until
+
+    def recorded(self) -> tuple[list[FollowCall], list[str], Counter[str]]:
+        """Every follow call, the limit of each refused request, searches per acct."""
+        with self.lock:
+            calls, searches = list(self.follow_calls), Counter(self.searches)
+        return calls, [v.limit for v in self.violations], searches
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections import Counter
 
 import httpx
+import psutil
 import pytest
 
 from bench.exodus import check
@@ -20,7 +22,7 @@ from bench.exodus.check import (
     verify,
 )
 from bench.exodus.driver import Timeline
-from bench.exodus.loopback import LoopbackServer
+from bench.exodus.loopback import ForkedServer, LoopbackServer
 from bench.exodus.population import Shape, build
 from bench.exodus.report import throughput
 from bench.exodus.run import Plan, run
@@ -49,6 +51,30 @@ def test_pds_refuses_and_records_what_exceeds_its_limits() -> None:
         srv.stop()
     assert codes[:30] == [200] * 30 and codes[30] == 429
     assert [v.limit for v in sim.violations] == ["create-session-5min"]
+
+
+def test_a_forked_network_serves_its_accounts_and_reports_what_it_recorded() -> None:
+    """The simulated networks run in a child process each (no wait on the driver's GIL): the
+    child serves the accounts registered before the fork; what it records comes back by
+    `call`, the parent's copy stays as it was; an outage reaches the child."""
+    sim = BlueskySim(factor=1.0)
+    sim.add_account("did:plc:" + "a" * 24, "a.bsky.test", "pw", "127.0.0.2")
+    srv = ForkedServer(sim, ["127.0.0.2"]).start()
+    try:
+        url = srv.url("127.0.0.2") + "/xrpc/com.atproto.server.createSession"
+        body = {"identifier": "a.bsky.test", "password": "pw"}
+        codes = [httpx.post(url, json=body).status_code for _ in range(31)]
+        _, refused = srv.call("recorded")
+        srv.call("outage", time.time() + 60)
+        during = httpx.post(url, json=body).status_code
+        assert srv.cpu_s() > 0
+        child = srv._proc.pid  # type: ignore[union-attr]
+    finally:
+        srv.stop()
+    assert codes[:30] == [200] * 30 and codes[30] == 429
+    assert refused == ["create-session-5min"] and sim.violations == []
+    assert during == 503
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
 
 
 def test_simulated_hosts_answer_without_waiting_for_a_delayed_ack() -> None:
