@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -149,3 +150,31 @@ async def test_a_store_restart_is_waited_out_in_place_not_naked(
         await svc.stop()
         await r.aclose()
         store.stop()
+
+
+async def test_a_lane_without_max_deliver_counts_failures_not_window_waits(
+    settings: ServiceSettings,
+) -> None:
+    """A follow lane naks a batch back for every limit window it waits (max_deliver=-1), so
+    `num_delivered` is no failure count there: the service counts each message's own failures
+    in Redis, by stream sequence (a redelivery may land on another replica)."""
+    lane = subjects.CONSUMERS_BY_SERVICE["mastodon_adapter"][0]
+    assert lane.max_deliver == -1
+    seq = random.randrange(1, 2**40)
+
+    def delivery(sequence: int, num_delivered: int) -> Delivery:
+        return Delivery("follow.requested.mastodon.u1", sequence, num_delivered, {}, None)
+
+    svc, other = (Service("mastodon_adapter", settings, uses_db=False) for _ in range(2))
+    await svc.start()
+    await other.start()
+    try:
+        # Failing after 9 window waits, then again: failures 1 and 2, not deliveries 10, 11.
+        first = await svc._failures(lane, delivery(seq, 10))
+        second = await other._failures(lane, delivery(seq, 11))  # the other replica
+        another = await svc._failures(lane, delivery(seq + 1, 7))
+        bounded = await svc._failures(SPEC, delivery(seq, 4))  # max_deliver > 0: JetStream's
+    finally:
+        await svc.stop()
+        await other.stop()
+    assert (first, second, another, bounded) == (1, 2, 1, 4)
