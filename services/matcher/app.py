@@ -44,6 +44,7 @@ async def sweep(svc: Service, settings: Settings) -> None:
                 lambda s, m, i: svc.publish(s, m, msg_id=i),
                 settings.stats_per_sweep,
                 settings.stats_settle_s,
+                settings.stats_s_per_edge,
             )
         except Exception:  # a sweep failure is retried at the next tick
             log.exception("matcher sweep failed")

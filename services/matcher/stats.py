@@ -86,12 +86,18 @@ async def mark_dirty(pool: Conn, user_ids: Iterable[str]) -> None:
 
 
 async def publish_dirty(
-    pool: asyncpg.Pool, publish: Publish, limit: int = 200, settle_s: float = 0.0
+    pool: asyncpg.Pool,
+    publish: Publish,
+    limit: int = 200,
+    settle_s: float = 0.0,
+    s_per_edge: float = 0.0,
 ) -> int:
     """Publish `match.found` for up to `limit` dirty users; returns how many were published.
 
-    Only users dirty for `settle_s` or more: a burst of changes becomes one notification. The
-    dirty rows are deleted in the same transaction: a failed publish leaves them dirty.
+    Only users dirty for `settle_s`, plus `s_per_edge` per edge of their graph: a burst of
+    changes becomes one notification, and a big graph, measured by an index probe per edge and
+    dirtied again by every friend who joins, is measured that much less often. The dirty rows
+    are deleted in the same transaction: a failed publish leaves them dirty.
     """
     async with pool.acquire() as conn, conn.transaction():
         # NOTE: one replica at a time: the notification budget is global, so adding replicas
@@ -101,11 +107,15 @@ async def publish_dirty(
         ids = [
             r[0]
             for r in await conn.fetch(
-                "select user_id from match_stats_dirty"
-                " where since <= now() - make_interval(secs => $2)"
-                " order by since limit $1 for update skip locked",
+                """
+                select d.user_id from match_stats_dirty d left join graphs g using (user_id)
+                 where d.since <= now() - make_interval(secs => $2::float8
+                         + $3::float8 * coalesce(g.following_count + g.follower_count, 0))
+                 order by d.since limit $1 for update of d skip locked
+                """,
                 limit,
                 settle_s,
+                s_per_edge,
             )
         ]
         if not ids:

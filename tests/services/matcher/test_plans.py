@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from hqx import ledger
-from hqx.messages import FollowResult, FollowState
+from hqx.messages import FollowResult, FollowState, Message
 from hqx.subjects import Network
 from services.matcher import plans, stats
 from tests.services.matcher.population import (
@@ -319,3 +319,26 @@ async def test_a_friend_linked_first_but_entered_late_is_the_persons_own_migrati
         work = await plans.on_linked(conn, dave, BSKY, datetime.now(UTC))
     assert alice not in work.dispatch.get(BSKY, set())
     assert dict(await pool.fetch(origins, alice)) == {b + 2: "forward", b + 4: "reverse"}
+
+
+async def test_a_big_graphs_stats_are_published_less_often(pool: asyncpg.Pool) -> None:
+    """Stats are measured with an index probe per edge of the graph: after a change a small
+    graph waits the settle only, one with millions of followers waits its edges' share."""
+    b = x_base()
+    small, big = await joined(pool, b + 1, BSKY), await joined(pool, b + 2, BSKY)
+    await store_graph(pool, small, b + 1, [b + 2])
+    await store_graph(pool, big, b + 2, [b + 1])
+    await pool.execute("update graphs set follower_count = 2000000 where user_id = $1", big)
+    await stats.mark_dirty(pool, [small, big])
+    dirty_since = "update match_stats_dirty set since = now() - make_interval(secs => $2)"
+    await pool.execute(dirty_since + " where user_id = any($1::text[])", [small, big], 5.0)
+    sent: list[str] = []
+
+    async def publish(subject: str, message: Message, msg_id: str | None) -> None:
+        sent.append(message.user_id)
+
+    await stats.publish_dirty(pool, publish, 10_000, settle_s=1.0, s_per_edge=15e-6)
+    assert small in sent and big not in sent  # 2 M edges x 15 us: 30 s
+    await pool.execute(dirty_since + " where user_id = any($1::text[])", [big], 31.0)
+    await stats.publish_dirty(pool, publish, 10_000, settle_s=1.0, s_per_edge=15e-6)
+    assert sent.count(small) == 1 and big in sent
