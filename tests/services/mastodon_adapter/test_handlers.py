@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from hqx import db, ledger, subjects
+from hqx.errors import Reason
 from hqx.messages import FollowDone, FollowRequested
 from hqx.messages.follow import FollowTarget
 from hqx.ratelimit import RateLimiter
@@ -199,10 +200,14 @@ async def test_an_instance_that_does_not_answer_is_retried_soon_then_less_often(
             return await ledger_states(pool, user_id) == {remote(7): ("done", None)}
 
         await eventually(followed, timeout=60)
+        # NOTE: the instance's faults only: a batch that lands within the clock-skew guard of a
+        # 5-minute window's edge also waits a moment for its budget (seen on CI: 0.213 s).
         waits = [
             r.delay_s  # type: ignore[attr-defined]
             for r in caplog.records
-            if r.getMessage() == "follow batch deferred" and r.user_id == user_id  # type: ignore[attr-defined]
+            if r.getMessage() == "follow batch deferred"
+            and r.user_id == user_id  # type: ignore[attr-defined]
+            and r.reason == Reason.NETWORK_UNAVAILABLE  # type: ignore[attr-defined]
         ]
         assert waits == [2.0, 4.0]
         assert following(mastodon, "frank-token") == [remote(7)]
