@@ -28,7 +28,7 @@ import nats
 from nats.js.api import ObjectMeta
 
 from bench.exodus.loopback import ForkedServer
-from bench.exodus.orchestra import Orchestra
+from bench.exodus.orchestra import Orchestra, process_cpu_s
 from bench.exodus.population import Person, Population
 from bench.exodus.sim_bluesky import BlueskySim, Created
 from bench.exodus.sim_mastodon import FollowCall, MastodonSim
@@ -119,7 +119,7 @@ class Networks:
         return bluesky.call("recorded"), mastodon.call("recorded")
 
     def cpu_s(self) -> float:
-        return sum(server.cpu_s() for server in self._servers)
+        return sum(process_cpu_s(s.pid) for s in self._servers if s.pid is not None)
 
     def stop(self) -> None:
         for s in self._servers:

@@ -24,7 +24,6 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-import psutil
 import uvicorn
 
 
@@ -153,14 +152,9 @@ class ForkedServer:
         self._conn.send((method, args))
         return self._conn.recv()
 
-    def cpu_s(self) -> float:
-        """CPU seconds the child has used so far (0.0 once it is gone)."""
-        try:
-            assert self._proc is not None and self._proc.pid is not None
-            t = psutil.Process(self._proc.pid).cpu_times()
-        except (AssertionError, psutil.Error):
-            return 0.0
-        return float(t.user + t.system)
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
         if self._conn is not None:

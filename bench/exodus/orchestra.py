@@ -208,7 +208,7 @@ class Orchestra:
             self._family = {pid: _descendants(pid, children) for _, pid in roots}
             self._listed_at = now
         for key in roots:
-            used = sum(_cpu_s(p) for p in self._family[key[1]])
+            used = sum(process_cpu_s(p) for p in self._family[key[1]])
             if used:
                 self.cpu_s[key] = max(self.cpu_s.get(key, 0.0), used)
 
@@ -279,8 +279,9 @@ def _stat_fields(pid: int) -> list[bytes]:
     return (Path("/proc") / str(pid) / "stat").read_bytes().rsplit(b")", 1)[1].split()
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of a live process: user + system, with its reaped children's."""
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process (0.0 once it is gone): user + system, with its reaped
+    children's."""
     try:
         utime_to_cstime = _stat_fields(pid)[11:15]
     except OSError:
