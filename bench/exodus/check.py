@@ -217,6 +217,9 @@ class Verdict:
     # every user the limits delay (minimum > 0), the population behind "p99 <= 1.1 x minimum".
     bound: list[tuple[str, str, int, float, float, float, float]] = field(default_factory=list)
     bound_requests: dict[str, float] = field(default_factory=dict)  # requests per follow
+    # "<user> <network>" of each limit-bound row -> wall s from its start (upload and link
+    # both done) to its graph ingested (0 when before), and to its first forward follow
+    bound_stages: dict[str, dict[str, float]] = field(default_factory=dict)
     # (user, network, forward follows) the limits could not let finish by the run's end: left
     # out of the latency figures (a follow not made by then has no latency yet)
     unfinished: list[tuple[str, str, int]] = field(default_factory=list)
@@ -442,6 +445,11 @@ def verify(
         if m > 0:
             v.bound.append((r.user, r.network, n, r.start - tl.t0, lat, m, e))
             v.bound_requests[r.user] = sum(r.requests) / n
+            ingested = tl.ingested.get(r.user)
+            v.bound_stages[f"{r.user} {r.network}"] = {
+                "to_ingested_s": math.nan if ingested is None else max(0.0, ingested - r.start),
+                "to_first_follow_s": r.to_first,
+            }
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]
 

@@ -141,6 +141,12 @@ class Timeline:
     skipped_erased: int = 0  # steps racing the person's own erase (the gateway refuses them)
     load_end: float = 0.0
     drained_at: float | None = None
+    # (scheduled wall time, seconds late) of each step as it began: a driver that falls behind
+    # its schedule offers a smoother load than the day it was asked to play
+    late: list[tuple[float, float]] = field(default_factory=list)
+    # user id -> wall time of their first `graph.ingested` (read off the events stream after
+    # the day): where an upload's wait for its first follow went, ingest or what came after
+    ingested: dict[str, float] = field(default_factory=dict)
 
 
 class Erased(Exception):
@@ -340,9 +346,12 @@ class Driver:
         out.sort(key=lambda x: (x[0], x[1], x[3].index))
         return out
 
-    async def _step(self, step: str, p: Person, arg: str, sem: asyncio.Semaphore) -> None:
+    async def _step(
+        self, at: float, step: str, p: Person, arg: str, sem: asyncio.Semaphore
+    ) -> None:
         async with sem:
             tl = self.tl
+            tl.late.append((at, time.time() - at))
             if step == "arrive":
                 await retrying(f"sign_in {p.user_id}", lambda: self._ok(self.sign_in(p), p), tl)
                 t = time.time()
@@ -388,7 +397,7 @@ class Driver:
             delay = at - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self._step(step, p, arg, sem)))
+            tasks.append(asyncio.create_task(self._step(at, step, p, arg, sem)))
         await asyncio.gather(*tasks)
         self.tl.load_end = time.time()
 
@@ -430,6 +439,28 @@ class Driver:
                 return True
             await asyncio.sleep(0.5)
         return False
+
+    async def read_ingested(self) -> None:
+        """Fill `tl.ingested` from the events stream (kept for days; an erase purges its own)."""
+        sub = await self.js.subscribe(
+            f"{subjects.PREFIX}.graph.ingested.*",
+            stream=Stream.EVENTS.value,
+            ordered_consumer=True,
+            deliver_policy=nats.js.api.DeliverPolicy.ALL,
+        )
+        try:
+            while True:
+                try:
+                    m = await sub.next_msg(timeout=5)
+                except nats.errors.TimeoutError:
+                    break
+                uid = subjects.user_id_of(m.subject)
+                at = m.metadata.timestamp.timestamp()
+                self.tl.ingested[uid] = min(at, self.tl.ingested.get(uid, at))
+                if m.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
 
     async def leftovers(self) -> dict[str, Any]:
         """Objects still in the archive bucket, and the DLQ's dead letters by user."""

@@ -49,6 +49,24 @@ def throughput(tl: Timeline) -> dict[str, float]:
     return out
 
 
+def lateness(tl: Timeline, bin_s: float = 300.0) -> list[dict[str, float]]:
+    """How late the driver began its steps, per `bin_s` of the day (by scheduled time): the
+    day's load as offered, next to the one the population asked for."""
+    bins: dict[int, list[float]] = {}
+    for at, late in tl.late:
+        bins.setdefault(int((at - tl.t0) // bin_s), []).append(late)
+    return [
+        {
+            "from_s": b * bin_s,
+            "to_s": (b + 1) * bin_s,
+            "steps": len(v),
+            "p50_s": pct(v, 0.5),
+            "max_s": max(v),
+        }
+        for b, v in sorted(bins.items())
+    ]
+
+
 def _f(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -244,6 +262,13 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
             last = r.timeline.lag[-1] if r.timeline.lag else {}
             busy = ", ".join(f"{k}={v[0]}" for k, v in last.items() if k != "t" and v[0])
             notes.append(f"the pipeline did NOT drain before the deadline ({busy})")
+        if late := lateness(r.timeline):
+            worst = max(late, key=lambda b: b["p50_s"])
+            notes.append(
+                f"driver lateness (step begun after its scheduled time): worst at day s"
+                f" {worst['from_s']:.0f}-{worst['to_s']:.0f}"
+                f" p50 {_f(worst['p50_s'], 1)} s, max {_f(max(b['max_s'] for b in late), 1)} s"
+            )
         if r.timeline.chaos:
             notes.append("chaos: " + ", ".join(w for _, w in r.timeline.chaos))
         checks = r.verdict.passed()
@@ -325,10 +350,15 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "slowest": r.verdict.slowest,
             "bound": r.verdict.bound,
             "bound_requests_per_follow": r.verdict.bound_requests,
+            "bound_stages": r.verdict.bound_stages,
             "unfinished": r.verdict.unfinished,
             "objects_left": r.verdict.objects_left_names,
             "dlq": r.verdict.dlq[:50],
             "chaos": r.timeline.chaos,
+            # Mastodon's daily windows are fixed on the epoch: where one ends in the day (wall
+            # t0 modulo the compressed day) changes who meets it at the peak
+            "t0": r.timeline.t0,
+            "driver_lateness": lateness(r.timeline),
             "failures": r.timeline.failures,
             "peak_rss_mb": r.peak_rss_mb,
             "cpu_s": r.cpu_s,

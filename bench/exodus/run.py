@@ -97,6 +97,7 @@ async def _day(drv: Driver, orch: Orchestra, nets: Networks, plan: Plan) -> dict
         await drv.drain(plan.drain_timeout_s)
         stop.set()
         await watcher
+        await drv.read_ingested()
         # Dead replicas would make the drain look clean: record them.
         drv.tl.failures += [f"replica {k} is dead" for k in orch.dead()]
         return await drv.leftovers()
