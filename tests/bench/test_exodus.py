@@ -25,7 +25,7 @@ from bench.exodus.driver import Timeline
 from bench.exodus.loopback import ForkedServer, LoopbackServer
 from bench.exodus.orchestra import process_cpu_s
 from bench.exodus.population import Shape, build
-from bench.exodus.report import throughput
+from bench.exodus.report import lateness, throughput
 from bench.exodus.run import Plan, run
 from bench.exodus.sim_bluesky import BlueskySim
 
@@ -205,6 +205,16 @@ def test_throughput_reads_each_durable_from_its_own_last_sample() -> None:
     assert throughput(tl) == {"a": 50 / 10.0, "b": 20 / 10.0}
 
 
+def test_lateness_is_read_per_bin_of_the_days_schedule() -> None:
+    """Steps are binned by when they were due, not by when they began: a step due at 290 s and
+    begun at 340 s is the first bin's lateness."""
+    tl = Timeline(t0=1000.0, late=[(1010.0, 0.5), (1290.0, 50.0), (1301.0, 2.0), (1000.0, 0.1)])
+    assert lateness(tl, 300.0) == [
+        {"from_s": 0.0, "to_s": 300.0, "steps": 3, "p50_s": 0.5, "max_s": 50.0},
+        {"from_s": 300.0, "to_s": 600.0, "steps": 1, "p50_s": 2.0, "max_s": 2.0},
+    ]
+
+
 def test_tiny_exodus_day_end_to_end() -> None:
     pop = build(Shape.quick(24, seed=7))
     result = run(
@@ -222,3 +232,6 @@ def test_tiny_exodus_day_end_to_end() -> None:
     assert v.erased_violations == 0
     assert v.objects_left == 0
     assert v.dlq_unexpected == []
+    ingested = result.timeline.ingested  # read back off the events stream
+    kept = [q for q in pop.people if not q.hostile and q.erase_at_s is None]
+    assert kept and all(ingested[q.user_id] > result.timeline.uploads[q.user_id][0] for q in kept)
