@@ -63,24 +63,25 @@ class Networks:
 
     factor: float
     instances: int
-    # What each network starts with; once started, the children's copies are the live ones.
-    bluesky: BlueskySim = field(init=False)
-    mastodon: MastodonSim = field(init=False)
+    # What each network starts with, read only to register accounts before the fork: once
+    # started, the children's copies are the live ones (`recorded`, `drop`).
+    _bluesky: BlueskySim = field(init=False)
+    _mastodon: MastodonSim = field(init=False)
     _servers: list[ForkedServer] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.bluesky = BlueskySim(self.factor)
-        self.mastodon = MastodonSim(self.factor)
+        self._bluesky = BlueskySim(self.factor)
+        self._mastodon = MastodonSim(self.factor)
         self._servers = [
-            ForkedServer(self.bluesky, PDS_HOSTS),
-            ForkedServer(self.mastodon, instance_addresses(self.instances)),
+            ForkedServer(self._bluesky, PDS_HOSTS),
+            ForkedServer(self._mastodon, instance_addresses(self.instances)),
         ]
 
     def start(self, pop: Population) -> Networks:
         """Everyone already has their accounts on the networks before the day starts."""
         for server in self._servers:
             server.bind()  # an instance's domain is its address and port
-        self.register(pop)
+        self._register(pop)
         for server in self._servers:
             server.start()
         return self
@@ -95,14 +96,14 @@ class Networks:
     def acct(self, p: Person) -> str:
         return f"{p.username}@{self.instance_url(p).removeprefix('http://')}"
 
-    def register(self, pop: Population) -> None:
+    def _register(self, pop: Population) -> None:
         for p in pop.people:
             if p.bluesky:
                 host = PDS_HOSTS[p.index % len(PDS_HOSTS)]
-                self.bluesky.add_account(p.did, p.handle, f"pw-{p.user_id}", host)
+                self._bluesky.add_account(p.did, p.handle, f"pw-{p.user_id}", host)
             if p.mastodon_instance is not None:
                 domain = self.instance_url(p).removeprefix("http://")
-                self.mastodon.add_account(
+                self._mastodon.add_account(
                     p.username, domain, f"tok-{p.user_id}", max(1, p.followers_declared // 5)
                 )
 

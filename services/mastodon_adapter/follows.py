@@ -164,7 +164,7 @@ class Follower:
         except UnauthorizedError:
             return Stop(Reason.SESSION_REVOKED, paused=True)
         except UnavailableError:
-            return Stop(Reason.NETWORK_UNAVAILABLE, self.settings.unavailable_retry_s)
+            return unavailable(self.settings)
         except RateLimitedError as e:
             await observe_headers(self.limiter, self.budgets, account.account, e.headers)
             return Stop(Reason.RATE_LIMITED, self._until(e.reset_at))
@@ -247,6 +247,13 @@ class Follower:
         if reset_at is None:
             return self.settings.unavailable_retry_s
         return max(reset_at - time.time(), 0.05)
+
+
+def unavailable(settings: Settings) -> Stop:
+    """The instance did not answer. The wait is the back-off's (`handlers.conclude`); the one
+    here only ranks the stop in `graver`: the least the back-off waits, so that an empty budget
+    that waits longer wins and the batch does not come back before its window."""
+    return Stop(Reason.NETWORK_UNAVAILABLE, settings.unavailable_first_retry_s)
 
 
 def graver(a: Stop | None, b: Stop) -> Stop:
