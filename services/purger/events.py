@@ -30,7 +30,12 @@ def erase_settling(user_id: str, delay_s: float) -> None:
 
 def sweep_failed(error: BaseException) -> None:
     with contextlib.suppress(Exception):
-        log.warning("sweep failed", extra={"error_class": type(error).__name__})
+        # NOTE: with where it failed: the class alone (NotFoundError) did not say which step
+        log.warning(
+            "sweep failed",
+            extra={"error_class": type(error).__name__, "error": str(error)[:300]},
+            exc_info=error,
+        )
 
 
 def oldest_archive(age_s: float) -> None:

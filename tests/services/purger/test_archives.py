@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from nats.js.errors import NotFoundError
 
-from hqx import db, subjects
+from hqx import db, erasure, subjects
 from hqx.erasure import StoredObject
 from hqx.messages import ArchiveRejected, ArchiveUnpacked, DataPurged
 from hqx.service import Service
@@ -144,6 +145,27 @@ async def test_abandoned_upload_chunks_go_in_progress_ones_stay(deps: Deps, cloc
     left = await deps.js.stream_info(stream, subjects_filter=f"$O.{ARCHIVE_BUCKET}.C.>")
     assert len(left.state.subjects or {}) == 1  # the complete object's chunks
     assert len(await store.list()) == 1
+
+
+async def test_an_archive_purged_while_the_sweep_lists_chunks_does_not_fail_it(
+    deps: Deps, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest deletes each archive it unpacked, any time: one gone between the sweep's listing
+    of chunk subjects and its read of their last message is skipped, the sweep goes on."""
+    await deps.js.object_store(ARCHIVE_BUCKET)
+    for nuid in ("unpacked", "abandoned"):
+        await deps.js.publish(f"$O.{ARCHIVE_BUCKET}.C.{nuid}", b"chunk")
+    listed = erasure.subject_counts
+
+    async def listed_then_one_purged(js: Any, stream: str, flt: str) -> dict[str, int]:
+        out = await listed(js, stream, flt)
+        if ".C." in flt:
+            await js.purge_stream(stream, subject=f"$O.{ARCHIVE_BUCKET}.C.unpacked")
+        return out
+
+    monkeypatch.setattr(erasure, "subject_counts", listed_then_one_purged)
+    clock.advance(minutes=61)
+    assert await sweep.sweep_once(deps) == {"abandoned_upload": 1}
 
 
 async def test_deleted_object_meta_is_swept(deps: Deps) -> None:
