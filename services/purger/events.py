@@ -28,12 +28,16 @@ def erase_settling(user_id: str, delay_s: float) -> None:
         log.info("erase pass done, settling", extra={"user_id": user_id, "delay_s": delay_s})
 
 
-def sweep_failed(error: BaseException) -> None:
+def sweep_failed(error: BaseException, step: str) -> None:
     with contextlib.suppress(Exception):
         # NOTE: with where it failed: the class alone (NotFoundError) did not say which step
         log.warning(
             "sweep failed",
-            extra={"error_class": type(error).__name__, "error": str(error)[:300]},
+            extra={
+                "step": step,
+                "error_class": type(error).__name__,
+                "error": str(error)[:300],
+            },
             exc_info=error,
         )
 

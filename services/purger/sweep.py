@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
@@ -36,30 +37,60 @@ select c.table_schema, c.table_name
 
 
 async def sweep_once(deps: Deps) -> dict[str, int]:
-    """One full sweep at `deps.clock()`; returns counts per kind deleted."""
+    """One full sweep at `deps.clock()`; returns counts per kind deleted.
+
+    Each step stands alone: one that fails is logged and the others still run (all are
+    idempotent, and the next sweep tries the failed one again). A single failure used to end
+    the sweep, and a step failing every time would have stopped every other for good.
+    """
     now = deps.clock()
     by_owner: dict[str | None, Counter[str]] = {}
-    objects = await erasure.list_objects(deps.js, archives.STREAM)
-    expired = archives.expired_objects(objects, now, deps.settings.archive_max_age_s)
-    for obj in expired:
-        await erasure.purge_object(deps.js, obj)
-        kind = "archive_meta" if obj.deleted else "raw_archive"
-        by_owner.setdefault(archives.owner_of(obj.name), Counter())[kind] += 1
-    kept = [o.mtime for o in objects if not o.deleted and o.mtime and o not in expired]
-    events.oldest_archive(max(((now - t).total_seconds() for t in kept), default=0.0))
-    chunks = await archives.list_chunks(deps.js)
-    for c in archives.abandoned_chunks(chunks, objects, now, deps.settings.abandoned_upload_s):
-        await deps.js.purge_stream(archives.STREAM, subject=c.subject)
-        by_owner.setdefault(None, Counter())["abandoned_upload"] += 1
-    by_owner.setdefault(None, Counter()).update(await delete_expired_rows(deps.pool, now))
-    if late := await purge_late_messages(deps):
-        by_owner.setdefault(None, Counter())["late_messages"] += late
+
+    def add(owner: str | None, kind: str, n: int = 1) -> None:
+        by_owner.setdefault(owner, Counter())[kind] += n
+
+    async def raw_archives() -> None:
+        objects = await erasure.list_objects(deps.js, archives.STREAM)
+        expired = archives.expired_objects(objects, now, deps.settings.archive_max_age_s)
+        for obj in expired:
+            await erasure.purge_object(deps.js, obj)
+            add(archives.owner_of(obj.name), "archive_meta" if obj.deleted else "raw_archive")
+        kept = [o.mtime for o in objects if not o.deleted and o.mtime and o not in expired]
+        events.oldest_archive(max(((now - t).total_seconds() for t in kept), default=0.0))
+        # NOTE: here, not a step of its own: whether chunks are abandoned needs the live objects
+        chunks = await archives.list_chunks(deps.js)
+        limit_s = deps.settings.abandoned_upload_s
+        for c in archives.abandoned_chunks(chunks, objects, now, limit_s):
+            await deps.js.purge_stream(archives.STREAM, subject=c.subject)
+            add(None, "abandoned_upload")
+
+    async def expired_rows() -> None:
+        for kind, n in (await delete_expired_rows(deps.pool, now)).items():
+            add(None, kind, n)
+
+    async def late_messages() -> None:
+        if late := await purge_late_messages(deps):
+            add(None, "late_messages", late)
+
+    for step in (raw_archives, expired_rows, late_messages):
+        await _alone(step)
     total: Counter[str] = Counter()
     for owner, kinds in by_owner.items():
         total.update(await audit.write(deps.pool, audit.tag_of(owner), audit.Trigger.SWEEP, kinds))
-    for user_id in await completion.candidates(deps.pool):
-        await announce_if_complete(deps, user_id)
+
+    async def missed_completions() -> None:
+        for user_id in await completion.candidates(deps.pool):
+            await announce_if_complete(deps, user_id)
+
+    await _alone(missed_completions)
     return dict(total)
+
+
+async def _alone(step: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await step()
+    except Exception as e:  # logged with its step; the next sweep tries it again
+        events.sweep_failed(e, step.__name__)
 
 
 async def delete_expired_rows(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
@@ -112,4 +143,4 @@ async def run(deps: Deps) -> None:
             if await deps.redis.set(LEASE_KEY, token, nx=True, px=int(interval * 900)):
                 await sweep_once(deps)
         except Exception as e:  # logged and counted; the next sweep retries
-            events.sweep_failed(e)
+            events.sweep_failed(e, "sweep")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
+
+import pytest
 
 from hqx import db, subjects
 from hqx.erasure import tombstone
 from hqx.messages import FollowRequested, FollowTarget
 from hqx.subjects import Network, Stream
-from services.purger import sweep
+from services.purger import archives, sweep
 from services.purger.handlers import Deps
 from tests.services.purger.conftest import Clock
 
@@ -58,3 +61,22 @@ async def test_late_messages_of_erased_users_are_purged(deps: Deps) -> None:
         assert [s.rsplit(".", 1)[-1] for s in info.state.subjects or {}] == [alive]
     tags = await deps.pool.fetch("select distinct user_hash from purge_audit")
     assert db.user_hash(gone) not in {t["user_hash"] for t in tags}  # owner unknown: "-"
+
+
+async def test_a_failing_step_does_not_stop_the_others(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The archive step failing at every sweep must not keep late messages there forever."""
+    gone = user()
+    await tombstone(deps.pool, gone)
+    await deps.js.publish(subjects.dlq("bluesky_adapter", gone), b"{}")
+
+    async def unreadable(js: object) -> list[archives.Chunks]:
+        raise RuntimeError("chunk listing unavailable")
+
+    monkeypatch.setattr(archives, "list_chunks", unreadable)
+    with caplog.at_level(logging.WARNING, logger="services.purger.events"):
+        assert await sweep.sweep_once(deps) == {"late_messages": 1}
+    [failed] = [r for r in caplog.records if r.getMessage() == "sweep failed"]
+    assert failed.step == "raw_archives"  # type: ignore[attr-defined]
+    assert failed.error == "chunk listing unavailable"  # type: ignore[attr-defined]
