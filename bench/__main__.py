@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import stored
 
 HERE = Path(__file__).parent
-ORDER = ("ingest", "matcher", "sweep", "bluesky", "mastodon", "gateway", "exodus")
+ORDER = ("ingest", "matcher", "sweep", "erase", "bluesky", "mastodon", "gateway", "exodus")
 DOC = HERE.parent / "BENCHMARKS.md"
 
 

@@ -20,10 +20,13 @@ async def count(redis: aioredis.Redis, key: str, ttl_s: float) -> int:
     return int(n)
 
 
+UNAVAILABLE_KEY = "hqx:unavailable:{}:{}"  # scope, stream sequence
+
+
 async def unavailable_delay(
     redis: aioredis.Redis, scope: str, stream_sequence: int, first_s: float, max_s: float
 ) -> float:
     """`first_s`, then twice the last wait, at most `max_s`. The streak is forgotten once the
     message has gone well over a longest wait without meeting the network down again."""
-    streak = await count(redis, f"hqx:unavailable:{scope}:{stream_sequence}", 2 * max_s + 120)
+    streak = await count(redis, UNAVAILABLE_KEY.format(scope, stream_sequence), 2 * max_s + 120)
     return float(min(max_s, first_s * 2.0 ** (streak - 1)))

@@ -35,6 +35,7 @@ from hqx.settings import ServiceSettings
 from hqx.subjects import ConsumerSpec
 
 log = logging.getLogger(__name__)
+FAILURES_KEY = "hqx:failures:{}:{}"  # durable, stream sequence
 
 
 class Service:
@@ -151,7 +152,7 @@ class Service:
     async def _failures(self, spec: ConsumerSpec, delivery: Delivery) -> int:
         if spec.max_deliver > 0 or self._redis is None:
             return delivery.num_delivered
-        key = f"hqx:failures:{spec.durable}:{delivery.stream_sequence}"
+        key = FAILURES_KEY.format(spec.durable, delivery.stream_sequence)
         return await backoff.count(self._redis, key, 7 * 86400)
 
     # --- lifecycle -------------------------------------------------------------------------------

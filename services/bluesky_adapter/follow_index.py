@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as aioredis
 
 _LISTED = "__listed__"  # an empty repo still needs a field for the hash to exist
+KEY = "hqx:bluesky:follows:{}"  # the repo's DID
 
 
 def _key(did: str) -> str:
-    return f"hqx:bluesky:follows:{did}"
+    return KEY.format(did)
 
 
 async def lookup(redis: aioredis.Redis, did: str, subjects: Sequence[str]) -> dict[str, str] | None:

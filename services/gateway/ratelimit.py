@@ -14,6 +14,8 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
+KEY = "hqx:reqlimit:{}:{}:{}"  # kind, hashed caller, window
+
 
 class RequestLimiter:
     def __init__(self, redis: aioredis.Redis, window_s: int) -> None:
@@ -27,7 +29,7 @@ class RequestLimiter:
         window = int(now // self._window)
         # NOTE: hashed, so no key names a person (an erase leaves nothing to find, even here).
         tag = hashlib.sha256(f"{kind}|{who}".encode()).hexdigest()[:24]
-        key = f"hqx:reqlimit:{kind}:{tag}:{window}"
+        key = KEY.format(kind, tag, window)
         n = int(await self._script(keys=[key], args=[self._window + 1]))
         if n > limit:
             return (window + 1) * self._window - now

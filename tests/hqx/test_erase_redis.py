@@ -6,7 +6,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from hqx.erasure import erase_redis
+from hqx.erasure import OPAQUE_VALUES, erase_redis
 
 
 async def test_erases_exactly_the_person_across_pages(redis_url: str) -> None:
@@ -46,3 +46,44 @@ async def test_erases_exactly_the_person_across_pages(redis_url: str) -> None:
         assert await erase_redis(r, me) == 0  # idempotent
     finally:
         await r.aclose()
+
+
+async def test_values_under_opaque_prefixes_are_not_read_but_their_names_are(
+    redis_url: str,
+) -> None:
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        await r.set("hqx:budget:mastodon:me@inst.example:follows:total", "3")
+        await r.set("hqx:mastodon:resolve:inst.example:me@inst.example", '{"id": "1"}')
+        await r.set("hqx:budget:bluesky:did:plc:other:writes:total", "u9")  # a value: not read
+        await r.set("hqx:session:s9", "u9")  # not opaque: its value is read
+
+        changed = await erase_redis(r, "u9", accounts=["me@inst.example"])
+
+        assert changed == 3
+        assert await r.get("hqx:budget:bluesky:did:plc:other:writes:total") == b"u9"
+        assert await r.dbsize() == 1
+    finally:
+        await r.aclose()
+
+
+def test_every_writer_of_opaque_values_keeps_its_declared_prefix() -> None:
+    """The list in `hqx.erasure` is a promise about other modules' keys: a renamed key would
+    silently have its values read again (slow), or a new kind of key under a listed prefix
+    would have its values skipped (data left behind). Each owner's key is checked here."""
+    from hqx import backoff, ratelimit, service
+    from services.bluesky_adapter import follow_index
+    from services.gateway import ratelimit as requests
+    from services.mastodon_adapter import resolver
+
+    keys = {
+        "hqx:budget:": ratelimit.PREFIX + ":",
+        "hqx:mastodon:resolve:": resolver.KEY,
+        "hqx:bluesky:follows:": follow_index.KEY,
+        "hqx:failures:": service.FAILURES_KEY,
+        "hqx:unavailable:": backoff.UNAVAILABLE_KEY,
+        "hqx:reqlimit:": requests.KEY,
+    }
+    assert set(keys) == set(OPAQUE_VALUES)
+    for prefix, key in keys.items():
+        assert key.startswith(prefix), (prefix, key)
