@@ -1,12 +1,14 @@
 """JetStream topology: streams, the archive bucket and durable consumers, created idempotently.
 
 Every service calls `ensure_topology` at start; the first one creates, the others find the same
-configuration and change nothing (a second `hqx up` against the same servers reuses them).
+configuration and change nothing (a second `hqx up` against the same servers reuses them). A
+durable that exists is changed only by the service that consumes it, with its own settings.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -119,7 +121,14 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec, settings: Servic
         log.info("stream updated", extra={"stream": spec.name.value})
 
 
-async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec, *, update: bool = True) -> None:
+    """Create the durable; if it exists, bring it to `spec` (`update`) or leave it as it is."""
+    if not update:
+        try:
+            await js.consumer_info(spec.stream.value, spec.durable)
+            return
+        except NotFoundError:
+            pass
     cfg = consumer_config(spec)
     try:
         await js.add_consumer(spec.stream.value, cfg)
@@ -148,12 +157,24 @@ async def archive_store(js: JetStreamContext, settings: ServiceSettings) -> Obje
         )
 
 
-async def ensure_topology(js: JetStreamContext, settings: ServiceSettings) -> None:
-    """Streams, the archive bucket and every durable consumer of the registry."""
+async def ensure_topology(
+    js: JetStreamContext, settings: ServiceSettings, own: Iterable[ConsumerSpec] = ()
+) -> None:
+    """Streams, the archive bucket and every durable consumer of the registry.
+
+    `own`: the durables the calling service consumes, as it consumes them (its settings may
+    change one, a shorter ack_wait say); only these are brought to their spec if they exist.
+    Every other durable is created if missing and otherwise left alone: another service's
+    start, or a replica of another version, must not undo them.
+    """
     from hqx.subjects import CONSUMERS
 
     for spec in STREAMS:
         await ensure_stream(js, spec, settings)
     await archive_store(js, settings)
+    mine = {c.durable: c for c in own}
     for c in CONSUMERS:
+        if c.durable not in mine:
+            await ensure_consumer(js, c, update=False)
+    for c in mine.values():
         await ensure_consumer(js, c)

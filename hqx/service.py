@@ -187,7 +187,7 @@ class Service:
                 await self.broker.stop()
                 raise
             self._js = self.nc.jetstream()
-        await bus.ensure_topology(self.js, self.settings)
+        await bus.ensure_topology(self.js, self.settings, own=self._consumers)
         if self.uses_db and self._pool is None:
             await db.ensure_database(self.settings.database_url)
             self._pool = await db.connect(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 
-from hqx import bus
 from hqx.consumer import Delivery
 from hqx.crypto import TokenCipher
 from hqx.follow_events import report_allowed_rate
@@ -14,7 +12,7 @@ from hqx.messages import FollowRequested, Message
 from hqx.outcomes import Outcome
 from hqx.ratelimit import RateLimiter, units_per_minute
 from hqx.service import Service
-from hqx.subjects import CONSUMERS_BY_SERVICE, ConsumerSpec
+from hqx.subjects import CONSUMERS_BY_SERVICE
 from services.bluesky_adapter.handlers import handle_follow_requested
 from services.bluesky_adapter.run import Deps
 from services.bluesky_adapter.settings import Settings
@@ -59,8 +57,6 @@ def create(settings: Settings) -> Service:
     for spec in CONSUMERS_BY_SERVICE[SERVICE]:
         if settings.ack_wait_s is not None:
             spec = replace(spec, ack_wait_s=settings.ack_wait_s)
-            # NOTE: every service start declares the registry's durables; re-apply ours after.
-            svc.on_start(partial(_redeclare, svc, spec))
         lane = on_follow_requested if is_forward(spec) else on_late_joiners
         svc.consume(spec, (FollowRequested,), lane, concurrency=settings.concurrency)
     svc.background(first.watch)
@@ -68,7 +64,3 @@ def create(settings: Settings) -> Service:
     svc.background(lambda: report_allowed_rate(svc.pool, "bluesky", rate, service=SERVICE))
     svc.deps = deps  # type: ignore[attr-defined]  # tests reach the handler's dependencies
     return svc
-
-
-async def _redeclare(svc: Service, spec: ConsumerSpec) -> None:
-    await bus.ensure_consumer(svc.js, spec)

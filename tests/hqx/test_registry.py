@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
 from hqx import bus, subjects
 from hqx.consumer import Delivery
+from hqx.forward_first import is_forward
 from hqx.messages import (
     ArchiveRejected,
     ArchiveUnpacked,
@@ -30,7 +32,7 @@ from hqx.messages import (
 from hqx.outcomes import Done, Outcome
 from hqx.service import Service
 from hqx.settings import ServiceSettings
-from hqx.subjects import CONSUMERS, ConsumerSpec, Network, Stream
+from hqx.subjects import CONSUMERS, CONSUMERS_BY_SERVICE, ConsumerSpec, Network, Stream
 from tests.eventually import drained
 
 
@@ -163,3 +165,27 @@ def test_deletions_never_queue_behind_the_completion_projection() -> None:
     deadline_bound = (subjects.user_erase, subjects.archive_unpacked, subjects.archive_rejected)
     for subject in deadline_bound:
         assert durable_of(subject("u1")) != projection
+
+
+async def test_a_durable_is_changed_only_by_the_service_that_consumes_it(
+    settings: ServiceSettings,
+) -> None:
+    """The Bluesky adapter's shorter ack_wait (its settings) survives other services' starts,
+    which once declared every durable of the registry again and undid it."""
+    forward = next(c for c in CONSUMERS_BY_SERVICE["bluesky_adapter"] if is_forward(c))
+    svc = Service("purger", settings, uses_db=False, uses_redis=False)
+    await svc.start()
+    try:
+
+        async def ack_wait() -> float | None:
+            info = await svc.js.consumer_info(forward.stream.value, forward.durable)
+            return info.config.ack_wait
+
+        await bus.ensure_topology(svc.js, settings, own=[replace(forward, ack_wait_s=8.0)])
+        assert await ack_wait() == 8.0
+        await bus.ensure_topology(svc.js, settings)  # another service starts
+        assert await ack_wait() == 8.0
+        await bus.ensure_topology(svc.js, settings, own=[forward])  # its own, without override
+        assert await ack_wait() == forward.ack_wait_s
+    finally:
+        await svc.stop()
