@@ -18,7 +18,17 @@ from pathlib import Path
 from bench import stored
 
 HERE = Path(__file__).parent
-ORDER = ("ingest", "matcher", "sweep", "erase", "bluesky", "mastodon", "gateway", "exodus")
+ORDER = (
+    "ingest",
+    "matcher",
+    "sweep",
+    "erase",
+    "consume",
+    "bluesky",
+    "mastodon",
+    "gateway",
+    "exodus",
+)
 DOC = HERE.parent / "BENCHMARKS.md"
 
 

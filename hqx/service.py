@@ -125,7 +125,11 @@ class Service:
             no_reply=True,
             title=spec.durable,
         )
-        async def _on_message(msg: NatsMessage) -> None:
+        async def _on_message() -> None:
+            # NOTE: the message is read from faststream's context, not injected as a
+            # `NatsMessage` parameter: fast_depends resolves that Context field (a sync call)
+            # in a worker thread, one thread hop per message (`python -m bench.consume`).
+            msg: NatsMessage = self.broker.context.get_local("message")
             await process(self.js, spec, accepted, handler, msg.raw_message, self._failures)
 
     def on_start(self, fn: Callable[[], Awaitable[None]]) -> None:
