@@ -42,10 +42,9 @@ async def fill(r: aioredis.Redis, keys: int) -> None:
             elif share < 90:
                 p.set(f"hqx:budget:bluesky:did:plc:a{i}:writes:total", str(i % 5000))
             elif share < 93:
-                p.hset(
-                    f"hqx:bluesky:follows:did:plc:a{i}",
-                    mapping={"__listed__": "1"} | {f"did:plc:t{j}": f"3k{j}" for j in range(30)},
-                )
+                follows = {"__listed__": "1"} | {f"did:plc:t{j}": f"3k{j}" for j in range(30)}
+                # NOTE: redis-py's stubs refuse a dict[str, str] mapping (invariant keys).
+                p.hset(f"hqx:bluesky:follows:did:plc:a{i}", mapping=follows)  # type: ignore[arg-type]
             elif share < 97:
                 p.set(f"hqx:session:{i:064x}", f"u{i}")
             else:

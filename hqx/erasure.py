@@ -171,7 +171,7 @@ async def erase_redis(redis: aioredis.Redis, user_id: str, accounts: Iterable[st
     needles = [user_id.encode(), *names]
     changed, cursor = 0, b"0"
     while True:
-        args = [cursor, 1000, len(OPAQUE_VALUES), *OPAQUE_VALUES, *needles]
+        args: list[bytes | str | int] = [cursor, 1000, len(OPAQUE_VALUES), *OPAQUE_VALUES, *needles]
         cursor, named, valued = await scan_page(args=args)
         exact: list[bytes] = []
         inexact: list[bytes] = list(valued)
