@@ -11,7 +11,6 @@ Prints a markdown section, last line a one-line summary; JSON to bench/results/c
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -146,17 +145,7 @@ def report(r: dict) -> str:  # type: ignore[type-arg]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.consume")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--from-results", action="store_true", help="print the stored results only")
-    args = p.parse_args()
-    if args.from_results:
-        print(report(stored.load("consume")))
-        return 0
-    r = asyncio.run(run(args.quick))
-    stored.save("consume", r)
-    print(report(r))
-    return 0
+    return stored.cli("consume", run, report)
 
 
 if __name__ == "__main__":

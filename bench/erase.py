@@ -12,7 +12,6 @@ Prints a markdown section, last line a one-line summary; JSON to bench/results/e
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -172,17 +171,7 @@ def report(r: dict) -> str:  # type: ignore[type-arg]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.erase")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--from-results", action="store_true", help="print the stored results only")
-    args = p.parse_args()
-    if args.from_results:
-        print(report(stored.load("erase")))
-        return 0
-    r = asyncio.run(run(args.quick))
-    stored.save("erase", r)
-    print(report(r))
-    return 0 if r["same_erase"] else 1
+    return stored.cli("erase", run, report, lambda r: bool(r["same_erase"]))
 
 
 if __name__ == "__main__":

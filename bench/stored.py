@@ -6,8 +6,11 @@ without running (the full-size runs take from minutes to hours).
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import subprocess
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +37,24 @@ def measured_on(name: str) -> str:
         cwd=RESULTS,
     ).stdout.strip()
     return out or "not committed yet"
+
+
+def cli(
+    name: str,
+    run: Callable[[bool], Coroutine[Any, Any, Any]],
+    report: Callable[[Any], str],
+    passed: Callable[[Any], bool] = lambda _r: True,
+) -> int:
+    """The command line of a benchmark that runs in one coroutine: `[--quick] [--from-results]`.
+    Saves its figures, prints its markdown section; exit 1 when `passed` says a target failed."""
+    p = argparse.ArgumentParser(prog=f"python -m bench.{name}")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--from-results", action="store_true", help="print the stored results only")
+    args = p.parse_args()
+    if args.from_results:
+        print(report(load(name)))
+        return 0
+    r = asyncio.run(run(args.quick))
+    save(name, r)
+    print(report(r))
+    return 0 if passed(r) else 1

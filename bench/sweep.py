@@ -11,7 +11,6 @@ Prints a markdown section, last line a one-line summary; JSON to bench/results/s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -145,18 +144,11 @@ def report(r: dict) -> str:  # type: ignore[type-arg]
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sweep")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--from-results", action="store_true", help="print the stored results only")
-    args = p.parse_args()
-    if args.from_results:
-        print(report(stored.load("sweep")))
-        return 0
-    r = asyncio.run(run(args.quick))
-    stored.save("sweep", r)
-    print(report(r))
-    ok = all(f["found_all_free"] for f in r["forms"].values())  # type: ignore[attr-defined]
-    return 0 if ok else 1
+    return stored.cli("sweep", run, report, found_every_free)
+
+
+def found_every_free(r: dict) -> bool:  # type: ignore[type-arg]
+    return all(f["found_all_free"] for f in r["forms"].values())
 
 
 if __name__ == "__main__":
