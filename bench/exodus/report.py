@@ -29,6 +29,7 @@ class RunResult:
     # process (service over its replicas, server, the bench itself) -> CPU seconds of the day
     cpu_s: dict[str, float] = field(default_factory=dict)
     cpu_capacity_s: float = 0.0  # the day's wall seconds x the machine's cores
+    calibration_s: float = 0.0  # the machine's speed (bench.exodus.calibration), 0: not read
 
 
 def throughput(tl: Timeline) -> dict[str, float]:
@@ -304,6 +305,16 @@ def _cpu_table(results: list[RunResult]) -> list[str]:
             per_k = used / r.verdict.made_required * 1000 if r.verdict.made_required else math.nan
             cells.append(f"{_f(share)} / {_f(per_k)}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for r in results:
+        if r.calibration_s and r.verdict.made_required:
+            per_k = sum(r.cpu_s.values()) / r.verdict.made_required * 1000
+            lines.append(
+                f"- {r.label}: the machine did a fixed piece of Python work in"
+                f" {r.calibration_s * 1000:.1f} ms of CPU (bench/exodus/calibration.py); CPU per"
+                f" 1,000 follows in those units: {per_k / r.calibration_s:,.0f} (comparable from"
+                " machine to machine)"
+            )
     return lines
 
 
@@ -363,6 +374,7 @@ def as_json(results: list[RunResult]) -> list[dict[str, Any]]:
             "peak_rss_mb": r.peak_rss_mb,
             "cpu_s": r.cpu_s,
             "cpu_capacity_s": r.cpu_capacity_s,
+            "calibration_s": r.calibration_s,
         }
         for r in results
     ]

@@ -25,7 +25,7 @@ from bench.exodus.driver import Timeline
 from bench.exodus.loopback import ForkedServer, LoopbackServer
 from bench.exodus.orchestra import process_cpu_s
 from bench.exodus.population import Shape, build
-from bench.exodus.report import lateness, throughput
+from bench.exodus.report import lateness, markdown, throughput
 from bench.exodus.run import Plan, run
 from bench.exodus.sim_bluesky import BlueskySim
 
@@ -232,6 +232,8 @@ def test_tiny_exodus_day_end_to_end() -> None:
     assert v.erased_violations == 0
     assert v.objects_left == 0
     assert v.dlq_unexpected == []
+    assert result.calibration_s > 0
+    assert "in those units" in markdown([result], [], "smoke")
     ingested = result.timeline.ingested  # read back off the events stream
     kept = [q for q in pop.people if not q.hostile and q.erase_at_s is None]
     assert kept and all(ingested[q.user_id] > result.timeline.uploads[q.user_id][0] for q in kept)
