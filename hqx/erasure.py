@@ -1,7 +1,8 @@
 """Erasing one person from every store: PostgreSQL rows, Redis keys, stream messages, objects.
 
 Nothing here relies on a list of known places: tables are discovered from the catalog (every
-`user_id` column and every foreign key to `users`), Redis keys and values are scanned, every
+`user_id` column and every foreign key to `users`), Redis keys and values are scanned (only
+the values under `OPAQUE_VALUES`, which never name a person, are skipped), every
 JetStream stream is visited (hqx streams by the user's subject filters, object-store buckets by
 object name, any other stream by subject and payload). Each function is idempotent and safe to
 run concurrently with itself; each returns counts per kind of data, never the data.
