@@ -27,6 +27,7 @@ import asyncpg
 import nats
 from nats.js.api import ObjectMeta
 
+from bench.exodus import calibration
 from bench.exodus.loopback import ForkedServer
 from bench.exodus.orchestra import Orchestra, process_cpu_s
 from bench.exodus.population import Person, Population
@@ -148,6 +149,8 @@ class Timeline:
     # user id -> wall time of their first `graph.ingested` (read off the events stream after
     # the day): where an upload's wait for its first follow went, ingest or what came after
     ingested: dict[str, float] = field(default_factory=dict)
+    # CPU seconds of `calibration.python_work_s`, read every `calibration.EVERY_S`
+    speed: list[float] = field(default_factory=list)
 
 
 class Erased(Exception):
@@ -416,6 +419,7 @@ class Driver:
         return out
 
     async def watch(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
+        next_reading = time.monotonic()
         while not stop.is_set():
             lag = await self.sample_lag()
             if lag:
@@ -424,6 +428,9 @@ class Driver:
             self.orchestra.sample_cpu()
             for key in self.orchestra.revive():
                 self.tl.chaos.append((time.time(), f"{key} exited, restarted"))
+            if time.monotonic() >= next_reading:
+                self.tl.speed.append(calibration.python_work_s())
+                next_reading = time.monotonic() + calibration.EVERY_S
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)
 

@@ -29,7 +29,7 @@ class RunResult:
     # process (service over its replicas, server, the bench itself) -> CPU seconds of the day
     cpu_s: dict[str, float] = field(default_factory=dict)
     cpu_capacity_s: float = 0.0  # the day's wall seconds x the machine's cores
-    calibration_s: float = 0.0  # the machine's speed (bench.exodus.calibration), 0: not read
+    calibration_s: float = 0.0  # the machine's speed through the day (bench.exodus.calibration)
 
 
 def throughput(tl: Timeline) -> dict[str, float]:
@@ -311,9 +311,12 @@ def _cpu_table(results: list[RunResult]) -> list[str]:
             per_k = sum(r.cpu_s.values()) / r.verdict.made_required * 1000
             lines.append(
                 f"- {r.label}: the machine did a fixed piece of Python work in"
-                f" {r.calibration_s * 1000:.1f} ms of CPU (bench/exodus/calibration.py); CPU per"
-                f" 1,000 follows in those units: {per_k / r.calibration_s:,.0f} (comparable from"
-                " machine to machine)"
+                f" {r.calibration_s * 1000:.1f} ms of CPU, median of"
+                f" {len(r.timeline.speed)} readings through the day"
+                f" ({min(r.timeline.speed, default=0) * 1000:.1f}-"
+                f"{max(r.timeline.speed, default=0) * 1000:.1f}; bench/exodus/calibration.py);"
+                f" CPU per 1,000 follows in those units: {per_k / r.calibration_s:,.0f}"
+                " (comparable from machine to machine)"
             )
     return lines
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.exodus.calibration import python_work_s
+from bench.exodus import calibration
 from bench.exodus.check import LATENCY_CHECK, Seen, verify
 from bench.exodus.driver import Driver, Networks
 from bench.exodus.orchestra import Orchestra
@@ -112,7 +112,6 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
     orch = Orchestra(data_dir, replicas=plan.replicas, env=service_env(plan))
     nets = Networks(plan.factor, pop.shape.mastodon_instances)
     keep = plan.keep_data
-    calibration_s = python_work_s()  # on a machine still idle
     try:
         nets.start(pop)  # forked first: before this process has threads of its own
         orch.start_servers()
@@ -149,7 +148,7 @@ def run(pop: Population, plan: Plan, label: str) -> RunResult:
             throughput=throughput(drv.tl),
             cpu_s=cpu,
             cpu_capacity_s=day_wall * (os.cpu_count() or 1),
-            calibration_s=calibration_s,
+            calibration_s=calibration.day_figure(drv.tl.speed),
         )
     except BaseException:
         keep = True
