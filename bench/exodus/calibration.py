@@ -2,8 +2,8 @@
 
 Two full days of the same population and code on two machines of this workplace spent 22-40%
 more CPU in every service on the second one; CPU per follow divided by this time compares them.
-The same work timed again and again on one machine varied 1.75x over a minute (57 to 100 ms;
-the host's other tenants), so it is read every half minute through the day and the median is
+The same work timed again and again on one idle machine took either of two times, 1.75x apart,
+from one minute to the next, so it is read every half minute through the day and the median is
 the day's figure, not one reading at the start.
 """
 
