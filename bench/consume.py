@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -102,7 +103,7 @@ async def run(quick: bool) -> dict[str, object]:
             server.stop()
 
     def median(form: str, key: str) -> float:
-        return sorted(x[key] for x in runs[form])[rounds // 2]
+        return statistics.median(x[key] for x in runs[form])
 
     forms: dict[str, Any] = {
         f: {

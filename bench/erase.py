@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -98,10 +99,6 @@ async def one_pass(r: aioredis.Redis, probe: aioredis.Redis) -> dict[str, float]
     }
 
 
-def median(xs: list[float]) -> float:
-    return sorted(xs)[len(xs) // 2]
-
-
 async def run(quick: bool) -> dict[str, object]:
     keys, passes = (14_000, 3) if quick else (70_000, 7)
     with tempfile.TemporaryDirectory(prefix="hqx-bench-erase-") as tmp:
@@ -125,10 +122,10 @@ async def run(quick: bool) -> dict[str, object]:
     forms = {
         name: {
             "changed": sorted({int(p["changed"]) for p in ps}),
-            "redis_ms": round(median([p["redis_ms"] for p in ps]), 1),
-            "pages": int(median([p["pages"] for p in ps])),
-            "wall_ms": round(median([p["wall_ms"] for p in ps]), 1),
-            "stall_ms": round(median([p["stall_ms"] for p in ps]), 2),
+            "redis_ms": round(statistics.median([p["redis_ms"] for p in ps]), 1),
+            "pages": int(statistics.median([p["pages"] for p in ps])),
+            "wall_ms": round(statistics.median([p["wall_ms"] for p in ps]), 1),
+            "stall_ms": round(statistics.median([p["stall_ms"] for p in ps]), 2),
         }
         for name, ps in runs.items()
     }

@@ -305,19 +305,19 @@ def _cpu_table(results: list[RunResult]) -> list[str]:
             per_k = used / r.verdict.made_required * 1000 if r.verdict.made_required else math.nan
             cells.append(f"{_f(share)} / {_f(per_k)}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines.append("")
     for r in results:
         if r.calibration_s and r.verdict.made_required:
             per_k = sum(r.cpu_s.values()) / r.verdict.made_required * 1000
-            lines.append(
+            lines += [
+                "",
                 f"- {r.label}: the machine did a fixed piece of Python work in"
                 f" {r.calibration_s * 1000:.1f} ms of CPU, median of"
                 f" {len(r.timeline.speed)} readings through the day"
                 f" ({min(r.timeline.speed, default=0) * 1000:.1f}-"
                 f"{max(r.timeline.speed, default=0) * 1000:.1f}; bench/exodus/calibration.py);"
                 f" CPU per 1,000 follows in those units: {per_k / r.calibration_s:,.0f}"
-                " (comparable from machine to machine)"
-            )
+                " (comparable from machine to machine)",
+            ]
     return lines
 
 
