@@ -22,6 +22,7 @@ ORDER = (
     "ingest",
     "matcher",
     "sweep",
+    "audience",
     "erase",
     "consume",
     "bluesky",
