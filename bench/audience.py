@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -117,46 +116,47 @@ async def run(quick: bool) -> dict[str, object]:
             server.stop()
 
 
-def on_database(url: str, name: str) -> str:
-    """`url` with its database replaced (a server's URL may end in a query: `?host=/socket`)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+async def cases(url: str, entries: int, runs: int) -> list[dict[str, object]]:
+    """Every graph of GRAPHS measured both ways against a directory of `entries`."""
+    pool = await db.connect(url, max_size=2)
+    try:
+        await db.migrate(pool)
+        expected = await load(pool, entries, seed=entries)
+        out: list[dict[str, object]] = []
+        for person in GRAPHS:
+            forms = await measure(pool, person, runs)
+            before, now = forms["per edge (before)"], forms["one scan (now)"]
+            out.append(
+                {
+                    "directory": entries,
+                    "graph": person,
+                    "edges": sum(GRAPHS[person]),
+                    "expected": expected[person],
+                    "forms": forms,
+                    "buffers_ratio": round(before["buffers"] / now["buffers"], 2),  # type: ignore[operator]
+                    "time_ratio": round(before["p50_ms"] / now["p50_ms"], 2),  # type: ignore[operator]
+                }
+            )
+        return out
+    finally:
+        await pool.close()
 
 
 async def run_on(pg: str, quick: bool) -> dict[str, object]:
     sizes, runs = ((20_000,), 15) if quick else ((20_000, 1_000_000), 41)
     results: list[dict[str, object]] = []
-    admin = await asyncpg.connect(on_database(pg, "postgres"))
-    version = await admin.fetchval("show server_version")
-    await admin.close()
-    for entries in sizes:
-        admin = await asyncpg.connect(on_database(pg, "postgres"))
-        await admin.execute(f'drop database if exists "{DB_NAME}" with (force)')
-        await admin.execute(f'create database "{DB_NAME}"')
-        try:
-            pool = await db.connect(on_database(pg, DB_NAME), max_size=2)
-            try:
-                await db.migrate(pool)
-                expected = await load(pool, entries, seed=entries)
-                for person in GRAPHS:
-                    forms = await measure(pool, person, runs)
-                    before, now = forms["per edge (before)"], forms["one scan (now)"]
-                    results.append(
-                        {
-                            "directory": entries,
-                            "graph": person,
-                            "edges": sum(GRAPHS[person]),
-                            "expected": expected[person],
-                            "forms": forms,
-                            "buffers_ratio": round(before["buffers"] / now["buffers"], 2),  # type: ignore[operator]
-                            "time_ratio": round(before["p50_ms"] / now["p50_ms"], 2),  # type: ignore[operator]
-                        }
-                    )
-            finally:
-                await pool.close()
-        finally:
+    admin = await asyncpg.connect(db.with_database(pg, "postgres"))
+    try:
+        version = await admin.fetchval("show server_version")
+        for entries in sizes:
             await admin.execute(f'drop database if exists "{DB_NAME}" with (force)')
-            await admin.close()
+            await admin.execute(f'create database "{DB_NAME}"')
+            try:
+                results += await cases(db.with_database(pg, DB_NAME), entries, runs)
+            finally:
+                await admin.execute(f'drop database if exists "{DB_NAME}" with (force)')
+    finally:
+        await admin.close()
     return {
         "mode": "quick" if quick else "full",
         "postgres": version,

@@ -77,14 +77,19 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
     return applied
 
 
-async def ensure_database(database_url: str) -> None:
-    """Create the database named in the URL if it does not exist (for embedded and tests)."""
+def with_database(database_url: str, name: str) -> str:
+    """The URL with its database replaced (a server's URL may end in `?host=/socket`)."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/") or "postgres"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    conn = await asyncpg.connect(admin)
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+
+
+async def ensure_database(database_url: str) -> None:
+    """Create the database named in the URL if it does not exist (for embedded and tests)."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(database_url).path.lstrip("/") or "postgres"
+    conn = await asyncpg.connect(with_database(database_url, "postgres"))
     try:
         exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
         if not exists:
