@@ -5,28 +5,24 @@ stats settle after a friend joined, and a friend joining dirties every graph tha
 on a full exodus day at factor 12 this query was 13 % (peak) to 29 % (ramp) of PostgreSQL's
 active backends (pg_stat_activity sampled every 0.1 s for a minute), with a directory smaller
 than the biggest graphs. Both forms run on the same graphs, in turn, against a directory the
-size of that day's and one of a million entries (a real exodus), in a database of its own on
-the embedded PostgreSQL the platform runs on (`HQX_BENCH_PG`: a server of your own; before
-PostgreSQL 17 an `= any` index scan descends once per key, and both forms read the same
-buffers). Buffers are exact (EXPLAIN); times are p50 of alternating runs. Prints a markdown
-section, last line a one-line summary; JSON to bench/results/audience.json.
+size of that day's and one of a million entries (a real exodus), in a database of its own
+(`bench.pg`; before PostgreSQL 17 an `= any` index scan descends once per key, and both forms
+read the same buffers). Buffers are exact (EXPLAIN); times are p50 of alternating runs.
+Prints a markdown section, last line a one-line summary; JSON to bench/results/audience.json.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 
-from bench import stored
-from hqx import audience, db, embedded
+from bench import pg, stored
+from hqx import audience
 
 DB_NAME = "hqx_bench_audience"
 # The form `audience.measure` replaced: one directory lookup per edge.
@@ -106,63 +102,40 @@ async def measure(pool: asyncpg.Pool, user: str, runs: int) -> dict[str, dict[st
 
 
 async def run(quick: bool) -> dict[str, object]:
-    if pg := os.environ.get("HQX_BENCH_PG"):  # e.g. postgresql://postgres@127.0.0.1:5432
-        return await run_on(pg, quick)
-    with tempfile.TemporaryDirectory(prefix="hqx-bench-audience-") as tmp:
-        server = embedded.start_postgres(Path(tmp) / "postgres", database="postgres")
-        try:
-            return await run_on(server.url, quick)
-        finally:
-            server.stop()
-
-
-async def cases(url: str, entries: int, runs: int) -> list[dict[str, object]]:
-    """Every graph of GRAPHS measured both ways against a directory of `entries`."""
-    pool = await db.connect(url, max_size=2)
-    try:
-        await db.migrate(pool)
-        expected = await load(pool, entries, seed=entries)
-        out: list[dict[str, object]] = []
-        for person in GRAPHS:
-            forms = await measure(pool, person, runs)
-            before, now = forms["per edge (before)"], forms["one scan (now)"]
-            out.append(
-                {
-                    "directory": entries,
-                    "graph": person,
-                    "edges": sum(GRAPHS[person]),
-                    "expected": expected[person],
-                    "forms": forms,
-                    "buffers_ratio": round(before["buffers"] / now["buffers"], 2),  # type: ignore[operator]
-                    "time_ratio": round(before["p50_ms"] / now["p50_ms"], 2),  # type: ignore[operator]
-                }
-            )
-        return out
-    finally:
-        await pool.close()
-
-
-async def run_on(pg: str, quick: bool) -> dict[str, object]:
     sizes, runs = ((20_000,), 15) if quick else ((20_000, 1_000_000), 41)
     results: list[dict[str, object]] = []
-    admin = await asyncpg.connect(db.with_database(pg, "postgres"))
-    try:
-        version = await admin.fetchval("show server_version")
+    with pg.server() as url:
         for entries in sizes:
-            await admin.execute(f'drop database if exists "{DB_NAME}" with (force)')
-            await admin.execute(f'create database "{DB_NAME}"')
-            try:
-                results += await cases(db.with_database(pg, DB_NAME), entries, runs)
-            finally:
-                await admin.execute(f'drop database if exists "{DB_NAME}" with (force)')
-    finally:
-        await admin.close()
+            async with pg.database(url, DB_NAME) as pool:
+                version = await pool.fetchval("show server_version")
+                results += await cases(pool, entries, runs)
     return {
         "mode": "quick" if quick else "full",
         "postgres": version,
         "matched_share": MATCHED,
         "cases": results,
     }
+
+
+async def cases(pool: asyncpg.Pool, entries: int, runs: int) -> list[dict[str, object]]:
+    """Every graph of GRAPHS measured both ways against a directory of `entries`."""
+    expected = await load(pool, entries, seed=entries)
+    out: list[dict[str, object]] = []
+    for person in GRAPHS:
+        forms = await measure(pool, person, runs)
+        before, now = forms["per edge (before)"], forms["one scan (now)"]
+        out.append(
+            {
+                "directory": entries,
+                "graph": person,
+                "edges": sum(GRAPHS[person]),
+                "expected": expected[person],
+                "forms": forms,
+                "buffers_ratio": round(before["buffers"] / now["buffers"], 2),  # type: ignore[operator]
+                "time_ratio": round(before["p50_ms"] / now["p50_ms"], 2),  # type: ignore[operator]
+            }
+        )
+    return out
 
 
 def report(r: dict) -> str:  # type: ignore[type-arg]

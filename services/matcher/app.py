@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from hqx import subjects
 from hqx.service import Service
-from services.matcher import dispatch, handlers, plans, stats
+from services.matcher import dispatch, due, handlers, plans, stats
 from services.matcher.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,16 +28,28 @@ def create(settings: Settings) -> Service:
 
 async def sweep(svc: Service, settings: Settings) -> None:
     """Send settled reverse plans (and any a crash left unsent), publish coalesced stats."""
+    backstop_at = 0.0
     while True:
         try:
-            unsent = await dispatch.unsent(
+            send, sent = await due.due(
                 svc.pool,
                 settings.reverse_settle_s,
                 settings.sweep_owners,
                 settings.reverse_in_flight_s,
             )
-            if unsent:
-                await handlers.publish_plans(svc, settings, plans.Work(dispatch=unsent))
+            if (now := time.monotonic()) >= backstop_at:
+                backstop_at = now + settings.sweep_backstop_s
+                unsent = await dispatch.unsent(
+                    svc.pool,
+                    settings.reverse_settle_s,
+                    settings.sweep_owners,
+                    settings.reverse_in_flight_s,
+                )
+                for network, owners in unsent.items():
+                    send.setdefault(network, set()).update(owners)
+            if send:
+                await handlers.publish_plans(svc, settings, plans.Work(dispatch=send))
+            await due.forget(svc.pool, sent)
             # NOTE: bounded per sweep: under an exodus burst, notifications lag behind (stats
             # stay queryable live) instead of taking the database from the matching itself.
             await stats.publish_dirty(

@@ -33,8 +33,8 @@ LANES: dict[ledger.Origin, Callable[[Network, str], str]] = {
 OWNERS_PER_TX = 500
 IN_FLIGHT = 256
 
-# Owners with settled unsent rows and no batch in flight (`unsent`): $1 settle s, $2 limit,
-# $3 in-flight s.
+# Owners with settled unsent rows and no batch in flight (`unsent`, the sweep's backstop):
+# $1 settle s, $2 limit, $3 in-flight s.
 UNSENT = """
 select o.network, o.user_id
   from (select distinct network, user_id from follow_ledger
@@ -141,9 +141,11 @@ async def _dispatch_some(
 async def unsent(
     pool: asyncpg.Pool, older_than_s: float, limit: int = 1000, in_flight_s: float = 0.0
 ) -> dict[Network, set[str]]:
-    """Owners with planned rows not sent for `older_than_s` (reverse matches settling, or a
-    crash between planning and dispatch), except owners with a batch sent less than
-    `in_flight_s` ago that is still planned: their new rows join the next batch.
+    """Owners with planned rows not sent for `older_than_s`, except owners with a batch sent
+    less than `in_flight_s` ago that is still planned: their new rows join the next batch.
+
+    The sweep's backstop (`Settings.sweep_backstop_s`) for rows that no event made due
+    (`services/matcher/due.py`): a crash between planning and dispatch, a re-link's resend.
 
     NOTE: owners first, then the in-flight check once per owner. At an exodus peak thousands of
     followers are held, each with several rows, and both replicas run this every second:

@@ -21,7 +21,7 @@ from hqx.messages import (
 )
 from hqx.outcomes import Done, Outcome, Skipped
 from hqx.subjects import Network
-from services.matcher import dispatch, events, plans, stats
+from services.matcher import dispatch, due, events, plans, stats
 from services.matcher.settings import Settings
 
 ACCEPTED: tuple[type[Message], ...] = (
@@ -75,6 +75,7 @@ async def handle_event(
         return Skipped(Reason.USER_ERASED)
     if isinstance(message, FollowDone):
         await stats.mark_dirty(deps.pool, [user])
+        await due.wake(deps.pool, user, message.network)  # late joiners held behind it may go
         return Done()
     async with deps.pool.acquire() as conn:
         match message:

@@ -16,7 +16,7 @@ import asyncpg
 from hqx import ledger
 from hqx.errors import Reason
 from hqx.subjects import Network
-from services.matcher import consent, directory, events, match
+from services.matcher import consent, directory, due, events, match
 from services.matcher.directory import Change
 
 
@@ -45,11 +45,13 @@ async def _join(conn: asyncpg.Connection, user_id: str, network: Network, work: 
     owners, own, created = await match.reverse(conn, entry)
     events.follows_planned(network.value, "forward", created["forward"], len(own))
     events.follows_planned(network.value, "reverse", created["reverse"], len(owners) - len(own))
-    # NOTE: late joiners are not dispatched here: the sweep sends reverse plans after a short
-    # settle, so on an exodus day the friends who join within seconds of each other reach each
-    # follower as one batch, not one message per friend. Part of a follower's own migration
-    # goes now, as their forward match does, without waiting for their batches in flight.
+    # NOTE: late joiners are not dispatched here but made due (`due.later`): the sweep sends
+    # them after a short settle, so on an exodus day the friends who join within seconds of
+    # each other reach each follower as one batch, not one message per friend. Part of a
+    # follower's own migration goes now, as their forward match does, without waiting for
+    # their batches in flight.
     work.send(network, own)
+    await due.later(conn, network, set(owners) - set(own))
     work.dirty.update(owners)
     work.dirty.update(await match.followed_by(conn, entry.x_account_id))
 

@@ -28,6 +28,9 @@ class Settings(ServiceSettings):
     # for it, at most this long: idle, nothing changes; when the adapters lag, a follower's late
     # joiners go as one batch when the previous one is through instead of queueing one by one.
     reverse_in_flight_s: float = 600.0
+    # The sweep finds owners through `dispatch_due` (`services/matcher/due.py`); a scan of
+    # every unsent row, this often, finds any that no event made due (a crash, a resend).
+    sweep_backstop_s: float = 60.0
     sweep_owners: int = 2000
     # match.found: at most this many users per sweep, each once its stats settled this long.
     stats_per_sweep: int = 100

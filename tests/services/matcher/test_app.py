@@ -8,10 +8,13 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from hqx import db, subjects
+from hqx import db, ledger, subjects
 from hqx.messages import (
     ConsentChanged,
+    FollowDone,
     FollowRequested,
+    FollowResult,
+    FollowState,
     GraphIngested,
     IdentityLinked,
     IdentityProven,
@@ -46,7 +49,8 @@ def fast(settings: ServiceSettings, **kw: float) -> Settings:
         sweep_interval_s=0.05,
         stats_settle_s=0.0,
         reverse_settle_s=0.2,
-        **{"reverse_in_flight_s": 0.0, **kw},
+        # the backstop is tested on its own: the rest go through `dispatch_due`
+        **{"reverse_in_flight_s": 0.0, "sweep_backstop_s": 3600.0, **kw},
     )
 
 
@@ -191,18 +195,27 @@ async def test_erase_cancels_pending_follows_and_late_events_are_dropped(
     assert await pool.fetchval("select count(*) from directory where user_id = $1", bob) == 0
 
 
-async def test_sweep_sends_plans_a_crash_left_unsent(matcher: Service, pool: asyncpg.Pool) -> None:
-    b = x_base()
-    alice = new_user_id()
-    await add_user(pool, alice, b + 1)
-    await pool.execute(
-        "insert into follow_ledger (user_id, network, target_x_id, target, state, planned_at)"
-        " values ($1, 'bluesky', $2, 'did:plc:someone', 'planned', now() - interval '1 minute')",
-        alice,
-        b + 2,
-    )
-    batches = await eventually(lambda: follow_batches(matcher, BSKY, alice), timeout=15)
-    assert [t.account for t in batches[0].targets] == ["did:plc:someone"]
+async def test_sweep_sends_plans_a_crash_left_unsent(
+    settings: ServiceSettings, pool: asyncpg.Pool
+) -> None:
+    """A planned row no event made due (a crash between planning and dispatch): the backstop."""
+    matcher = create(fast(settings, sweep_backstop_s=0.2))
+    await matcher.start()
+    try:
+        b = x_base()
+        alice = new_user_id()
+        await add_user(pool, alice, b + 1)
+        await pool.execute(
+            "insert into follow_ledger (user_id, network, target_x_id, target, state, planned_at)"
+            " values ($1, 'bluesky', $2, 'did:plc:someone', 'planned',"
+            " now() - interval '1 minute')",
+            alice,
+            b + 2,
+        )
+        batches = await eventually(lambda: follow_batches(matcher, BSKY, alice), timeout=15)
+        assert [t.account for t in batches[0].targets] == ["did:plc:someone"]
+    finally:
+        await matcher.stop()
 
 
 async def test_late_joiners_wait_for_the_batch_in_flight(
@@ -222,7 +235,7 @@ async def test_late_joiners_wait_for_the_batch_in_flight(
         )
         await drained(matcher.js, SPEC.stream.value, SPEC.durable)  # opted in before uploading
         await upload(matcher, pool, alice, b + 1, [b + 2, b + 3, b + 4, b + 5])
-        await eventually(lambda: follow_batches(matcher, BSKY, alice))
+        (first,) = await eventually(lambda: follow_batches(matcher, BSKY, alice))
         carol = await join(matcher, pool, b + 3)
         dave = await join(matcher, pool, b + 4)
         await drained(matcher.js, SPEC.stream.value, SPEC.durable)
@@ -230,10 +243,14 @@ async def test_late_joiners_wait_for_the_batch_in_flight(
         await asyncio.sleep(1.0)  # 5 settles, 20 sweeps
         assert len(await follow_batches(matcher, BSKY, alice)) == 1
 
-        # The adapter acts on the first batch: the late joiners follow as one batch.
-        await pool.execute(
-            "update follow_ledger set state = 'done' where user_id = $1 and batch_id is not null",
-            alice,
+        # The adapter acts on the first batch and says so: the late joiners follow as one batch.
+        done = tuple(
+            FollowResult(x_account_id=t.x_account_id, account=t.account, state=FollowState.DONE)
+            for t in first.targets
+        )
+        await ledger.record(pool, alice, BSKY, done)
+        await matcher.publish(
+            subjects.follow_done(BSKY, alice), FollowDone(user_id=alice, network=BSKY, results=done)
         )
         batches = await eventually(lambda: _at_least(follow_batches(matcher, BSKY, alice), 2))
         assert [t.account for t in batches[1].targets] == [
