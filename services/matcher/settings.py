@@ -35,8 +35,8 @@ class Settings(ServiceSettings):
     # match.found: at most this many users per sweep, each once its stats settled this long.
     stats_per_sweep: int = 100
     stats_settle_s: float = 1.0
-    # ... and this long per edge of their graph. Stats are measured with an index probe per
-    # edge, and a big audience is dirtied again by every friend who joins: re-measured each
-    # second, the audiences of the people with millions of followers were an eighth of what
-    # PostgreSQL was busy with at an exodus peak. 2 M followers: at most every 30 s.
+    # ... and this long per edge of their graph. Measuring stats reads every edge of the graph,
+    # and a big audience is dirtied again by every friend who joins: re-measured each second,
+    # the audiences of the people with millions of followers were an eighth of what PostgreSQL
+    # was busy with at an exodus peak. 2 M followers: at most every 30 s.
     stats_s_per_edge: float = 15e-6

@@ -95,7 +95,7 @@ async def publish_dirty(
     """Publish `match.found` for up to `limit` dirty users; returns how many were published.
 
     Only users dirty for `settle_s`, plus `s_per_edge` per edge of their graph: a burst of
-    changes becomes one notification, and a big graph, measured by an index probe per edge and
+    changes becomes one notification, and a big graph, whose every edge is read to measure it,
     dirtied again by every friend who joins, is measured that much less often. The dirty rows
     are deleted in the same transaction: a failed publish leaves them dirty.
     """
