@@ -13,7 +13,6 @@ Prints a markdown section, last line a one-line summary; JSON to bench/results/a
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import sys
@@ -82,13 +81,9 @@ async def measure(pool: asyncpg.Pool, user: str, runs: int) -> dict[str, dict[st
     out: dict[str, dict[str, object]] = {}
     times: dict[str, list[float]] = {name: [] for name in FORMS}
     for name, sql in FORMS.items():
-        plan = json.loads(
-            await pool.fetchval(f"explain (analyze, buffers, format json) {sql}", user)
-        )
-        top = plan[0]["Plan"]
         rows = await pool.fetch(sql, user)
         out[name] = {
-            "buffers": top["Shared Hit Blocks"] + top["Shared Read Blocks"],
+            "buffers": await pg.buffers(pool, sql, user),
             "found": sum(r["matched"] + r["followers"] for r in rows),
         }
     for _ in range(runs):  # alternating, so a busy moment costs both forms alike

@@ -8,6 +8,7 @@ server of your own instead, e.g. postgresql://postgres@127.0.0.1:5432.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -50,3 +51,10 @@ async def database(url: str, name: str) -> AsyncIterator[asyncpg.Pool]:
             await admin.execute(f'drop database if exists "{name}" with (force)')
     finally:
         await admin.close()
+
+
+async def buffers(pool: asyncpg.Pool, sql: str, *args: object) -> int:
+    """Shared buffers one run of `sql` reads (hit or read), from EXPLAIN: exact, unlike time."""
+    plan = json.loads(await pool.fetchval(f"explain (analyze, buffers, format json) {sql}", *args))
+    top = plan[0]["Plan"]
+    return int(top["Shared Hit Blocks"] + top["Shared Read Blocks"])

@@ -16,7 +16,6 @@ bench/results/sweep.json.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,10 @@ select distinct f.network, f.user_id from follow_ledger f
  limit $2
 """
 # name: (SQL, runs every n sweeps)
-BACKSTOP = round(Settings.model_fields["sweep_backstop_s"].default)
+BACKSTOP = round(
+    Settings.model_fields["sweep_backstop_s"].default
+    / Settings.model_fields["sweep_interval_s"].default
+)
 FORMS = {
     "per row (two changes ago)": (PER_ROW, 1),
     "every unsent row (before)": (dispatch.UNSENT, 1),
@@ -93,7 +95,7 @@ async def load(
 def _found(rows: list[asyncpg.Record]) -> set[str]:
     """Owners a form says to send (the due form also returns those it would forget or hold)."""
     if rows and "unsent" in rows[0]:
-        return {r["user_id"] for r in rows if r["unsent"] and r["in_flight_at"] is None}
+        return {r["user_id"] for r in rows if due.verdict(r) == "send"}
     return {r["user_id"] for r in rows}
 
 
@@ -101,15 +103,13 @@ async def measure(
     pool: asyncpg.Pool, sql: str, every: int, free: list[str], runs: int
 ) -> dict[str, object]:
     found = _found(await pool.fetch(sql, *ARGS))
-    plan = json.loads(await pool.fetchval(f"explain (analyze, buffers, format json) {sql}", *ARGS))
-    top = plan[0]["Plan"]
     times = []
     for _ in range(runs):
         t = time.perf_counter()
         await pool.fetch(sql, *ARGS)
         times.append(time.perf_counter() - t)
     times.sort()
-    buffers = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    buffers = await pg.buffers(pool, sql, *ARGS)
     p50_ms = times[len(times) // 2] * 1000
     return {
         "every_s": every,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Literal
 
 import asyncpg
 
@@ -75,6 +76,14 @@ async def wake(conn: Conn, user_id: str, network: Network) -> None:
     )
 
 
+def verdict(row: asyncpg.Record) -> Literal["idle", "held", "send"]:
+    """What the sweep does with an owner read by `DUE`: forget (nothing unsent), postpone (a
+    batch in flight holds them) or send."""
+    if not row["unsent"]:
+        return "idle"
+    return "held" if row["in_flight_at"] is not None else "send"
+
+
 async def due(
     pool: asyncpg.Pool, settle_s: float, limit: int, in_flight_s: float
 ) -> tuple[dict[Network, set[str]], list[Seen]]:
@@ -90,13 +99,14 @@ async def due(
     held: list[tuple[Seen, datetime]] = []
     for r in rows:
         seen = (r["user_id"], r["network"], r["touched_at"])
-        if not r["unsent"]:
-            idle.append(seen)
-        elif r["in_flight_at"] is not None:
-            held.append((seen, r["in_flight_at"] + timedelta(seconds=in_flight_s)))
-        else:
-            send.setdefault(Network(r["network"]), set()).add(r["user_id"])
-            sent.append(seen)
+        match verdict(r):
+            case "idle":
+                idle.append(seen)
+            case "held":
+                held.append((seen, r["in_flight_at"] + timedelta(seconds=in_flight_s)))
+            case "send":
+                send.setdefault(Network(r["network"]), set()).add(r["user_id"])
+                sent.append(seen)
     await forget(pool, idle)
     await postpone(pool, held)
     return send, sent
