@@ -158,6 +158,20 @@ def fastest_pace(made_at: Sequence[Sequence[float]], run: int) -> float:
     return 0.0 if best == math.inf else best
 
 
+def at_own_speed(
+    network: str, start: float, made_at: Sequence[float], requests: Sequence[int], factor: float
+) -> tuple[float, float]:
+    """(pace, earliest) of one person at the speed the run gave them: their own first follow,
+    then their own fastest run of follows (`made_at`, ascending). Latency / earliest splits
+    into that speed (own earliest / earliest: the machine's load) times what was lost at it
+    (latency / own earliest: a window left unused, a wait in a queue)."""
+    if not made_at:
+        return 0.0, math.nan
+    pace = fastest_pace([made_at], max(2, min(PACE_RUN, len(made_at))))
+    to_first = made_at[0] - start
+    return pace, earliest(network, len(requests), start, factor, to_first, requests, pace)
+
+
 def limit_allowed(
     network: str, ready: Sequence[float], end: float, factor: float, spent: Sequence[float] = ()
 ) -> int:
@@ -218,7 +232,9 @@ class Verdict:
     bound: list[tuple[str, str, int, float, float, float, float]] = field(default_factory=list)
     bound_requests: dict[str, float] = field(default_factory=dict)  # requests per follow
     # "<user> <network>" of each limit-bound row -> wall s from its start (upload and link
-    # both done) to its graph ingested (0 when before), and to its first forward follow
+    # both done) to its graph ingested (0 when before), to its first forward follow, a follow
+    # at its own fastest run of follows (own_pace_s), and its earliest at that first follow
+    # and that pace (own_earliest_s)
     bound_stages: dict[str, dict[str, float]] = field(default_factory=dict)
     # (user, network, forward follows) the limits could not let finish by the run's end: left
     # out of the latency figures (a follow not made by then has no latency yet)
@@ -269,6 +285,7 @@ class _Row:
     network: str
     requests: list[int]
     finished: bool  # every forward follow made by the end of the run
+    made_at: list[float]  # wall time of each forward follow made
 
 
 @dataclass
@@ -398,8 +415,9 @@ def verify(
                 reqs = [r for _, r in sorted(forward_requests)]
                 m = limit_min(net, n_forward, start, factor, reqs)
                 to_first, lat = forward_first - start, forward_last - start
+                made_at = [at for at, _ in sorted(forward_requests)][: n_forward - unmade]
                 rows.append(
-                    _Row(start, to_first, lat, m, p.user_id, net, reqs, finished=not unmade)
+                    _Row(start, to_first, lat, m, p.user_id, net, reqs, not unmade, made_at)
                 )
     v.required = len(required)
     v.made_required = sum(1 for k in required if k in made)
@@ -446,9 +464,12 @@ def verify(
             v.bound.append((r.user, r.network, n, r.start - tl.t0, lat, m, e))
             v.bound_requests[r.user] = sum(r.requests) / n
             ingested = tl.ingested.get(r.user)
+            own_pace, own = at_own_speed(r.network, r.start, r.made_at, r.requests, factor)
             v.bound_stages[f"{r.user} {r.network}"] = {
                 "to_ingested_s": math.nan if ingested is None else max(0.0, ingested - r.start),
                 "to_first_follow_s": r.to_first,
+                "own_pace_s": own_pace,
+                "own_earliest_s": own,
             }
     v.slowest = sorted(v.slowest, reverse=True)[:30]
     v.erased_first = sorted(v.erased_first, key=lambda e: e[-1])[:50]

@@ -202,6 +202,7 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
                 " allow only after the run's end (Mastodon's daily cap) are left out of the"
                 " latency figures."
             )
+    lines += _bound_table(results)
     durables = sorted({d for r in results for d in r.throughput})
     if durables:
         lines += [
@@ -279,6 +280,35 @@ def markdown(results: list[RunResult], images: list[Path], command: str) -> str:
     for img in images:
         lines += ["", f"![{img.stem}](bench/results/{img.name})"]
     return "\n".join(lines)
+
+
+def _bound_table(results: list[RunResult]) -> list[str]:
+    """Each limit-bound person, slowest last: their ratio to the earliest, split into the speed
+    the run gave them (their earliest at their own first follow and pace, over the earliest)
+    and what was lost at that speed (latency over that own earliest)."""
+    lines: list[str] = []
+    for r in results:
+        if not r.verdict.bound:
+            continue
+        lines += [
+            "",
+            f"{r.label}: limit-bound people, wall s; own: at their own first follow and fastest"
+            " run of follows (ratio = own speed x scheduling at it):",
+            "",
+            "| person | day s | follows | latency | earliest | ratio | first follow | own pace ms"
+            " | own earliest / earliest | latency / own earliest |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for user, net, n, at, lat, _m, e in sorted(r.verdict.bound, key=lambda b: b[4] / b[6]):
+            st = r.verdict.bound_stages.get(f"{user} {net}", {})
+            own = st.get("own_earliest_s", math.nan)
+            lines.append(
+                f"| {user} {net} | {at:,.0f} | {n} | {_f(lat, 1)} | {_f(e, 2)} | {_f(lat / e)} |"
+                f" {_f(st.get('to_first_follow_s', math.nan), 2)} |"
+                f" {_f(st.get('own_pace_s', math.nan) * 1000, 1)} | {_f(own / e)} |"
+                f" {_f(lat / own if own else math.nan)} |"
+            )
+    return lines
 
 
 def _cpu_table(results: list[RunResult]) -> list[str]:

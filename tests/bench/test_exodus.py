@@ -15,10 +15,12 @@ from bench.exodus.check import (
     BUDGETS,
     Budget,
     Seen,
+    at_own_speed,
     earliest,
     fastest_pace,
     limit_allowed,
     limit_min,
+    schedule,
     verify,
 )
 from bench.exodus.driver import Timeline
@@ -127,6 +129,24 @@ def test_fastest_pace_is_one_accounts_best_run_of_follows() -> None:
     assert fastest_pace(accounts, 3) == 0.5
     assert fastest_pace(accounts, 4) == 1.0  # the first's 0..3 beats the second's 5..9
     assert fastest_pace(accounts, 5) == 0.0  # no account made 5: no ceiling
+
+
+def test_at_own_speed_splits_the_ratio_into_speed_and_what_was_lost_at_it() -> None:
+    """200 follows of 2 requests, 0.91 s before a boundary, made at 40 ms a follow from 0.3 s:
+    made as early as that speed allows, the person's own earliest is their latency; made one
+    window later than that after the first follow, the scheduling lost that window."""
+    w = BUDGETS["mastodon"][1].window_s / 24
+    start, reqs = 1000 * w - 0.91, [2] * 200
+    tight = schedule(BUDGETS["mastodon"], [start + 0.3] * 200, 24, reqs, gap=0.04)
+    pace, own = at_own_speed("mastodon", start, tight, reqs, 24)
+    assert pace == pytest.approx(0.04)
+    assert own == pytest.approx(tight[-1] - start)
+    assert own / earliest("mastodon", 200, start, 24, floor=0.0, pace=0.002) > 1.5  # the speed
+    late = [tight[0], *(t + w for t in tight[1:])]
+    _, own_late = at_own_speed("mastodon", start, late, reqs, 24)
+    assert own_late == pytest.approx(own)
+    assert (late[-1] - start) / own_late > 1.3  # the window lost
+    assert at_own_speed("mastodon", start, [], reqs, 24)[0] == 0.0
 
 
 def test_a_follow_whose_target_is_already_known_takes_one_request() -> None:
