@@ -163,8 +163,9 @@ def at_own_speed(
 ) -> tuple[float, float]:
     """(pace, earliest) of one person at the speed the run gave them: their own first follow,
     then their own fastest run of follows (`made_at`, ascending). Latency / earliest splits
-    into that speed (own earliest / earliest: the machine's load) times what was lost at it
-    (latency / own earliest: a window left unused, a wait in a queue)."""
+    into that speed (own earliest / earliest: how soon the pipeline reached them and how fast
+    it went for them, both slowed by the load of the moment) times what was lost at it
+    (latency / own earliest: a window left unused, a wait between their batches)."""
     if not made_at:
         return 0.0, math.nan
     pace = fastest_pace([made_at], max(2, min(PACE_RUN, len(made_at))))
