@@ -413,10 +413,11 @@ def verify(
             n_required, n_made = v.by_network.get(net, (0, 0))
             v.by_network[net] = (n_required + len(targets), n_made + got)
             if n_forward:
-                reqs = [r for _, r in sorted(forward_requests)]
+                ordered = sorted(forward_requests)
+                reqs = [r for _, r in ordered]
                 m = limit_min(net, n_forward, start, factor, reqs)
                 to_first, lat = forward_first - start, forward_last - start
-                made_at = [at for at, _ in sorted(forward_requests)][: n_forward - unmade]
+                made_at = [at for at, _ in ordered][: n_forward - unmade]
                 rows.append(
                     _Row(start, to_first, lat, m, p.user_id, net, reqs, not unmade, made_at)
                 )
